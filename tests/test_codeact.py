@@ -1,0 +1,33 @@
+"""Parsing model replies into the CodeAct protocol (SPEC §1)."""
+from agents.codeact import normalise_reply, parse_reply
+
+
+def test_action_block():
+    p = parse_reply("Let me compute.\nAction:\nx = 2 + 3\nprint(x)\nEnd Action")
+    assert (p.kind, p.code, p.extra_actions) == ("action", "x = 2 + 3\nprint(x)", 0)
+
+
+def test_action_cut_by_the_stop_string_and_fenced():
+    # The server stops before "End Action"; models also like markdown fences.
+    p = parse_reply("Action:\n```python\nprint(1)\n```\n")
+    assert (p.kind, p.code) == ("action", "print(1)")
+    assert normalise_reply("Think.\nAction:\n```python\nprint(1)\n```\n", p).endswith("```\nEnd Action")
+
+
+def test_code_on_the_action_line():
+    assert parse_reply("Action: print(6 * 7)").code == "print(6 * 7)"
+
+
+def test_several_actions_use_the_first():
+    text = "Action:\nprint(1)\nEnd Action\nAction:\nprint(2)\nEnd Action"
+    p = parse_reply(text)
+    assert (p.kind, p.code, p.extra_actions) == ("action", "print(1)", 1)
+    assert normalise_reply(text, p) == "Action:\nprint(1)\nEnd Action"
+
+
+def test_answer_and_invalid_replies():
+    assert parse_reply("So the total is 18.\nAnswer: 18").answer == "18"
+    assert parse_reply("Answer: \\frac{1}{2}").kind == "answer"
+    assert parse_reply("Action:\nprint(1)\nEnd Action\nAnswer: 3").kind == "both"
+    assert parse_reply("I think it's 18.").kind == "none"
+    assert parse_reply("").kind == "none"

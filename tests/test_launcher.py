@@ -1,0 +1,59 @@
+"""distributed_test.sh: the exact command lines it starts (vLLM cannot run here) and bad input."""
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+
+def launch(*args, **env):
+    return subprocess.run(["bash", str(ROOT / "distributed_test.sh"), *args], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, **env}, timeout=60)
+
+
+def test_vllm_command_lines_one_server_per_gpu():
+    out = launch("Meta-Llama-3-8B-Instruct", "math", "codeact_agent", "3", "7", DRY_RUN="1",
+                 NUM_GPUS="2", PORT_BASE="9100", TASK_LIMIT="50", AGENT_ARGS="--max_steps 4")
+    assert out.returncode == 0, out.stderr
+    servers = [l for l in out.stdout.splitlines() if l.startswith("[server")]
+    assert servers == [
+        f"[server dp_server_{9100 + g}] CUDA_VISIBLE_DEVICES={g} vllm serve Meta-Llama-3-8B-Instruct "
+        f"--served-model-name Meta-Llama-3-8B-Instruct --host 127.0.0.1 --port {9100 + g} "
+        "--enable-prefix-caching --gpu-memory-utilization 0.9" for g in range(2)]
+    agents = [l for l in out.stdout.splitlines() if l.startswith("[agent")]
+    assert len(agents) == 6
+    for shard, line in enumerate(agents):
+        gpu = shard // 3
+        assert line.startswith(f"[agent dp_{7 + shard}] ")
+        assert f"--base_url http://127.0.0.1:{9100 + gpu}/v1 " in line
+        assert f"--num_shards 6 --shard_id {shard} --task_limit 50 " in line
+        assert "--served_model Meta-Llama-3-8B-Instruct" in line
+        # Per-dataset defaults first, then AGENT_ARGS, so the user's flags win.
+        assert re.search(r"--n_icl 1 --max_turn 10 --max_steps 30 +--max_steps 4$", line)
+
+
+def test_cpu_default_is_one_transformers_server():
+    out = launch("SmolLM2-135M-Instruct", "gsm8k", "codeact_agent_tree", "2", "0", DRY_RUN="1",
+                 NUM_GPUS="0")
+    assert out.returncode == 0, out.stderr
+    servers = [l for l in out.stdout.splitlines() if l.startswith("[server")]
+    assert len(servers) == 1 and "serve --continuous-batching --device cpu" in servers[0]
+    agents = [l for l in out.stdout.splitlines() if l.startswith("[agent")]
+    assert len(agents) == 2 and all("--base_url http://127.0.0.1:8000/v1" in a for a in agents)
+    assert all("--base 10 --window_size 16 --max_steps 32 --max_sample_number 256" in a for a in agents)
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (("M", "imagenet", "codeact_agent", "1", "0"), {}, "unknown dataset 'imagenet'"),
+    (("M", "gsm8k", "react_agent", "1", "0"), {}, "unknown agent 'react_agent'"),
+    (("M", "gsm8k", "codeact_agent", "two", "0"), {}, "PROCESSES_PER_GPU must be a positive integer"),
+    (("M", "gsm8k", "codeact_agent", "1"), {}, "usage:"),
+    (("M", "gsm8k", "codeact_agent", "1", "0"), {"NUM_GPUS": "0", "ENGINE": "vllm"}, "ENGINE=vllm needs GPUs"),
+    (("stop", "424242"), {}, "no run with TMUX_START_ID 424242"),
+])
+def test_bad_input_is_one_line_and_nonzero(args, env, message):
+    out = launch(*args, **env)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and message in out.stderr
