@@ -6,6 +6,7 @@ tasks concurrently (asyncio), so a single process can keep a model server busy.
 """
 import argparse
 import asyncio
+import collections
 import math
 import os
 import sys
@@ -24,6 +25,7 @@ class Context:
     args: argparse.Namespace
     llm: LLMClient
     pool: SandboxPool
+    counters: collections.Counter  # agent-specific progress figures (rollouts, pairs, ...)
 
 
 def common_parser(description: str) -> argparse.ArgumentParser:
@@ -69,28 +71,41 @@ def shard_tasks(tasks: list[dict], num_shards: int, shard_id: int) -> list[dict]
 
 
 class Progress:
-    """A tqdm bar on a terminal, one plain line every `every` seconds in a log."""
+    """A tqdm bar on a terminal; on a log, one plain line every `every` seconds and at the end."""
 
-    def __init__(self, total: int, label: str, every: float = 30.0):
-        self.total, self.label, self.every = total, label, every
+    def __init__(self, total: int, label: str, llm: LLMClient, counters, every: float = 30.0):
+        self.total, self.label, self.llm, self.counters, self.every = total, label, llm, counters, every
         self.done = self.solved = 0
-        self.last = time.monotonic()
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
             self.bar = tqdm(total=total, desc=label, dynamic_ncols=True)
 
-    def update(self, solved: bool, extra: str = ""):
+    def figures(self) -> str:
+        acc = 100.0 * self.solved / max(self.done, 1)
+        extra = "".join(f", {k} {v}" for k, v in self.counters.items())
+        return f"acc {acc:.1f}%{extra}, {self.llm.stats.tokens_per_second():.1f} tok/s"
+
+    def update(self, solved: bool):
         self.done += 1
         self.solved += bool(solved)
-        acc = 100.0 * self.solved / self.done
         if self.bar is not None:
-            self.bar.set_postfix_str(f"acc {acc:.1f}% {extra}")
+            self.bar.set_postfix_str(self.figures())
             self.bar.update(1)
-        elif time.monotonic() - self.last >= self.every or self.done == self.total:
-            self.last = time.monotonic()
-            print(f"[{time.strftime('%H:%M:%S')}] {self.label}: {self.done}/{self.total} tasks, "
-                  f"acc {acc:.1f}% {extra}", flush=True)
+        elif self.done == self.total:
+            self.line()
+
+    def line(self):
+        print(f"[{time.strftime('%H:%M:%S')}] {self.label}: {self.done}/{self.total} tasks, "
+              f"{self.figures()}", flush=True)
+
+    async def tick(self):
+        while True:
+            await asyncio.sleep(self.every if self.bar is None else 2.0)
+            if self.bar is None:
+                self.line()
+            else:
+                self.bar.set_postfix_str(self.figures())
 
     def close(self):
         if self.bar is not None:
@@ -115,20 +130,24 @@ async def run(agent, args) -> int:
     llm = LLMClient(args.base_url, args.served_model or args.model, max_concurrency=args.max_requests,
                     retry_seconds=args.llm_retry_seconds)
     info = dataset_info(args.dataset)
-    progress = Progress(len(mine), f"{args.dataset}[{args.shard_id}]")
+    counters = collections.Counter()
+    progress = Progress(len(mine), f"{args.dataset}[{args.shard_id}]", llm, counters)
     limit = asyncio.Semaphore(args.concurrency)
     async with SandboxPool(timeout=args.exec_timeout, preload=info["preload"]) as pool:
-        ctx = Context(args, llm, pool)
+        ctx = Context(args, llm, pool, counters)
 
         async def one(row):
             async with limit:
-                result = await agent.solve(row, make_task(args.dataset, row, args, agent.max_steps(args)), ctx)
+                task = make_task(args.dataset, row, args, agent.max_steps(args))
+                result = await agent.solve(row, task, ctx)
             writer.append(result)
-            progress.update(result["score"] > 0, f"{llm.stats.tokens_per_second():.1f} tok/s")
+            progress.update(result["score"] > 0)
 
+        ticker = asyncio.ensure_future(progress.tick())
         try:
             await asyncio.gather(*[one(row) for row in mine])
         finally:
+            ticker.cancel()
             progress.close()
             await llm.close()
     return 0
