@@ -1,0 +1,455 @@
+"""The sandbox that runs model-written code: one pool of forked, parked Python processes.
+
+Design (host side here, process side in sandbox_worker.py):
+- A pool starts ONE zygote process, on Linux as root inside `unshare -n -m` (no network, fresh
+  tmpfs over /tmp, /var/tmp, /dev/shm, /run/lock; a directory like /root that would hide the
+  interpreter from other uids is covered by a tmpfs holding bind mounts of just what Python
+  needs). It pre-imports `preload` so forks are cheap.
+- new_episode(): the zygote forks an episode root, which drops to a fresh unprivileged uid (so
+  RLIMIT_NPROC bites and the whole episode can be killed by uid), enters a private working
+  directory, runs the optional setup and parks. A parked process is a "snapshot".
+- run(snapshot, code): the snapshot forks a child (copy-on-write), the child runs the code in the
+  persistent globals and parks as the new snapshot; the parent stays intact, so a node can branch
+  any number of times. Timeout or crash: the child's process group is killed and the new node
+  shares the parent's state.
+- Every snapshot also remembers its lineage (parent + code). If its process is gone (evicted by
+  the LRU bound, released, or killed by model code) it is rebuilt by replaying the codes from the
+  nearest live ancestor, or from a fresh episode with the same setup.
+Each process has its own unix socket to the host (a socketpair end passed with the fork command),
+so asyncio can drive hundreds of runs at once; a semaphore bounds how many execute together.
+Not snapshotted: files. All snapshots of an episode share its working directory.
+"""
+import asyncio
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "sandbox_worker.py"
+SETUP_TIMEOUT = 120.0   # seconds for an episode root to start and run its setup
+REPLY_TIMEOUT = 10.0    # seconds for a parked process to answer a fork command
+UID_BASE = 10_000_000   # episode uids: UID_BASE + block * 1000 + i, block random per pool
+MAX_MSG = 16 << 20
+
+
+@dataclass
+class ExecResult:
+    output: str            # truncated observation text (stdout+stderr, traceback, or error message)
+    timed_out: bool
+    crashed: bool          # process died / killed
+    status: dict | None    # env.status() after the step when the episode has a setup env, else None
+
+
+class Snapshot:
+    """One node state: a parked process when live, and always the lineage to rebuild it.
+
+    root:  parent None, holds setup/setup_kwargs.   step: parent + code.
+    alias: parent + code None (a timed-out or crashed step: same state as the parent)."""
+    __slots__ = ("parent", "code", "setup", "setup_kwargs", "status", "_proc", "__weakref__")
+
+    def __init__(self, parent=None, code=None, setup=None, setup_kwargs=None, status=None):
+        self.parent, self.code, self.status, self._proc = parent, code, status, None
+        self.setup, self.setup_kwargs = setup, setup_kwargs
+
+    def root(self):
+        s = self
+        while s.parent is not None:
+            s = s.parent
+        return s
+
+    def __repr__(self):
+        depth, s = 0, self
+        while s.parent is not None:
+            depth, s = depth + 1, s.parent
+        return f"<Snapshot depth={depth} live={self._proc is not None and self._proc.alive}>"
+
+
+class _Dead(Exception):
+    """The process we talked to is gone."""
+
+
+class _Proc:
+    """Host end of one worker process's socket."""
+
+    def __init__(self, sock, pid, uid):
+        self.sock, self.pid, self.uid = sock, pid, uid
+        self.lock = asyncio.Lock()  # one command at a time: replies come back in order
+        self.alive = True
+        self.pins = 0               # steps forking from it right now
+
+    def close(self):
+        if self.alive:
+            self.alive = False
+            self.sock.close()  # the parked process reads EOF and exits
+
+    def usable(self):
+        """Alive as far as we can tell without a round trip: a parked process never speaks
+        first, so a readable socket means EOF (it died) or garbage (model code wrote on it)."""
+        if self.alive and select.select([self.sock], [], [], 0)[0]:
+            self.close()
+        return self.alive
+
+    async def send(self, obj, fd=None):
+        data = json.dumps(obj).encode()
+        data = len(data).to_bytes(4, "big") + data
+        try:
+            if fd is None:
+                await asyncio.get_running_loop().sock_sendall(self.sock, data)
+                return
+            while True:  # tiny message; the peer's buffer is empty unless it is wedged
+                try:
+                    n = socket.send_fds(self.sock, [data], [fd])
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.005)
+            if n < len(data):
+                await asyncio.get_running_loop().sock_sendall(self.sock, data[n:])
+        except OSError as exc:
+            raise _Dead(str(exc)) from None
+
+    async def _exact(self, n):
+        loop, buf = asyncio.get_running_loop(), bytearray()
+        while len(buf) < n:
+            try:
+                chunk = await loop.sock_recv(self.sock, n - len(buf))
+            except OSError as exc:
+                raise _Dead(str(exc)) from None
+            if not chunk:
+                raise _Dead("EOF")
+            buf += chunk
+        return bytes(buf)
+
+    async def recv(self):
+        n = int.from_bytes(await self._exact(4), "big")
+        if n > MAX_MSG:
+            raise _Dead("oversized message")
+        try:
+            msg = json.loads(await self._exact(n))
+        except ValueError:
+            raise _Dead("garbled message") from None
+        if not isinstance(msg, dict):
+            raise _Dead("garbled message")
+        return msg
+
+
+def _can_isolate():
+    return (sys.platform.startswith("linux") and os.geteuid() == 0
+            and shutil.which("unshare") is not None)
+
+
+class SandboxPool:
+    def __init__(self, *, timeout: float = 5.0, memory_bytes: int = 4 << 30, max_procs: int = 64,
+                 output_limit: int = 2000, max_snapshots: int = 256, preload: tuple[str, ...] = (),
+                 isolate: bool = True, max_concurrency: int | None = None):
+        self.timeout, self.memory_bytes, self.max_procs = timeout, memory_bytes, max_procs
+        self.output_limit, self.max_snapshots, self.preload = output_limit, max_snapshots, preload
+        self.isolate = isolate
+        # Steps are CPU-bound and timed in wall-clock seconds: more at once only causes timeouts.
+        self.max_concurrency = max_concurrency or max(4, 2 * (os.cpu_count() or 1))
+        self.stats = {"forks": 0, "episodes": 0, "replays": 0, "evictions": 0, "timeouts": 0,
+                      "crashes": 0, "live": 0}
+        self.isolated = False          # namespaces in effect
+        self.drop_privileges = False   # episode uids in effect
+        self._zygote = None
+        self._zproc = None
+        self._live = OrderedDict()     # _Proc -> None, least recently used first
+        self._uids = set()
+        self._uid_next = 0
+        self._uid_block = random.randrange(4_000_000)
+        self._tmp = None
+        self._sem = None
+        self._closed = False
+
+    async def __aenter__(self):
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    # ---- lifecycle ----
+
+    async def start(self) -> None:
+        self._sem = asyncio.Semaphore(self.max_concurrency)
+        self.drop_privileges = os.name == "posix" and os.geteuid() == 0
+        want_ns = self.isolate and _can_isolate()
+        if self.isolate and not want_ns:
+            print("densepolicy.sandbox: warning: namespaces unavailable (needs Linux, root and "
+                  "`unshare`); running without network/filesystem isolation", file=sys.stderr)
+        if want_ns:
+            try:
+                await self._start_zygote(True)
+                return
+            except RuntimeError as exc:
+                print(f"densepolicy.sandbox: warning: isolated zygote failed ({exc}); running "
+                      "without network/filesystem isolation", file=sys.stderr)
+        await self._start_zygote(False)
+
+    async def _start_zygote(self, isolated):
+        if not isolated:  # episode dirs then live in a host temp dir, removed at close()
+            self._tmp = tempfile.mkdtemp(prefix="densepolicy-sandbox-")
+        work_root = "/tmp/densepolicy-sandbox" if isolated else self._tmp
+        cfg = {"isolate": isolated, "drop": self.drop_privileges, "work_root": work_root,
+               "project_root": str(PROJECT_ROOT), "preload": list(self.preload),
+               "timeout": self.timeout,
+               "memory_bytes": self.memory_bytes, "max_procs": self.max_procs,
+               "max_snapshots": self.max_snapshots, "output_limit": self.output_limit}
+        host, child = socket.socketpair()
+        cmd = [sys.executable, "-I", str(WORKER), str(child.fileno()), json.dumps(cfg)]
+        if isolated:
+            cmd = ["unshare", "-n", "-m", "--"] + cmd
+        self._zygote = await asyncio.create_subprocess_exec(
+            *cmd, pass_fds=[child.fileno()], stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True)
+        child.close()
+        host.setblocking(False)
+        proc = _Proc(host, self._zygote.pid, None)
+        try:
+            hello = await asyncio.wait_for(proc.recv(), SETUP_TIMEOUT)
+        except (_Dead, asyncio.TimeoutError):
+            hello = {"ok": False, "error": "zygote did not start"}
+        if not hello.get("ok"):
+            proc.close()
+            await self._kill_zygote()
+            raise RuntimeError("sandbox zygote failed to start: " + hello.get("error", "?"))
+        self._zproc, self.isolated = proc, bool(hello.get("isolated"))
+        if self.drop_privileges and not hello.get("drop"):
+            self.drop_privileges = False
+            print("densepolicy.sandbox: warning: the Python installation is not readable by other "
+                  "users; model code runs as root (without namespaces)", file=sys.stderr)
+
+    async def _kill_zygote(self):
+        if self._zygote is not None and self._zygote.returncode is None:
+            try:
+                self._zygote.kill()
+            except ProcessLookupError:
+                pass
+            await self._zygote.wait()
+        self._zygote = None
+
+    async def close(self) -> None:
+        """Kill every sandbox process (each episode uid's strays included) and the zygote."""
+        if self._closed:
+            return
+        self._closed = True
+        for proc in list(self._live):
+            proc.close()
+        self._live.clear()
+        self.stats["live"] = 0
+        if self._zproc is not None:
+            self._zproc.close()  # on EOF the zygote kills all its episode uids, then exits
+            try:
+                await asyncio.wait_for(self._zygote.wait(), 10)
+            except asyncio.TimeoutError:
+                pass
+        await self._kill_zygote()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # ---- live process bookkeeping ----
+
+    def _attach(self, snap, proc):
+        snap._proc = proc
+        # Closing the socket is all a garbage-collected snapshot needs (and is safe inside GC);
+        # its closed entry is purged from the LRU below.
+        weakref.finalize(snap, proc.close)
+        for p in [p for p in self._live if not p.alive]:
+            del self._live[p]
+        self._live[proc] = None
+        self._evict(keep=proc)
+        self.stats["live"] = len(self._live)
+
+    def _drop(self, proc):
+        proc.close()
+        self._live.pop(proc, None)
+        self.stats["live"] = len(self._live)
+
+    def _touch(self, proc):
+        if proc in self._live:
+            self._live.move_to_end(proc)
+
+    def _evict(self, keep):
+        over = len(self._live) - self.max_snapshots
+        for proc in list(self._live):
+            if over <= 0:
+                break
+            if proc is not keep and not proc.pins:  # never one that is in use right now
+                self._drop(proc)
+                self.stats["evictions"] += 1
+                over -= 1
+
+    def release(self, snapshot: Snapshot) -> None:
+        """Kill the snapshot's process now; the snapshot stays usable (rebuilt by replay)."""
+        if snapshot._proc is not None:
+            self._drop(snapshot._proc)
+            snapshot._proc = None
+
+    def _new_uid(self):
+        if not self.drop_privileges:
+            return None
+        uid = UID_BASE + self._uid_block * 1000 + self._uid_next % 1000
+        self._uid_next += 1
+        return uid
+
+    # ---- forking ----
+
+    async def _fork(self, parent, job, timeout, uid=None):
+        """Fork `parent` (a _Proc), send `job` to the child, wait for its reply.
+
+        Returns (child _Proc or None, reply or None, timed_out). Raises _Dead if the parent is
+        gone."""
+        host, child = socket.socketpair()
+        host.setblocking(False)
+        try:
+            async with parent.lock:
+                msg = {"op": "fork"} if uid is None else {"op": "fork", "uid": uid}
+                await parent.send(msg, fd=child.fileno())
+                child.close()
+                try:
+                    reply = await asyncio.wait_for(parent.recv(), REPLY_TIMEOUT)
+                except asyncio.TimeoutError:
+                    raise _Dead("no reply") from None
+        except BaseException:  # dead, or cancelled mid-exchange: either way out of step with us
+            host.close()
+            child.close()
+            parent.close()
+            raise
+        if "pid" not in reply:  # e.g. fork failed (process limit): the parent itself is fine
+            host.close()
+            return None, {"error": reply.get("error", "fork failed")}, False
+        proc = _Proc(host, reply["pid"], uid if uid is not None else parent.uid)
+        self.stats["forks"] += 1
+        try:
+            await proc.send(job)
+            reply = await asyncio.wait_for(proc.recv(), timeout)
+            return proc, reply, False
+        except asyncio.TimeoutError:
+            self._kill_group(proc)
+            return None, None, True
+        except _Dead:
+            self._kill_group(proc)
+            return None, None, False
+        except BaseException:  # cancelled: do not leave the child running
+            self._kill_group(proc)
+            raise
+
+    def _kill_group(self, proc):
+        proc.close()
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    async def _start_root(self, setup, setup_kwargs):
+        """A fresh episode root process. Returns (_Proc, reply)."""
+        if self._zproc is None or not self._zproc.alive:
+            raise RuntimeError("sandbox pool is not running (call start() or use `async with`)")
+        uid = self._new_uid()
+        if uid is not None:
+            if uid in self._uids:  # the uid block wrapped: clear out its previous owner
+                async with self._zproc.lock:
+                    await self._zproc.send({"op": "kill_uid", "uid": uid})
+                    await self._zproc.recv()
+            self._uids.add(uid)
+        self.stats["episodes"] += 1
+        job = {"setup": setup, "kwargs": setup_kwargs or {}, "uid": uid,
+               "name": f"ep-{self.stats['episodes']}-{uid or 0}"}
+        async with self._sem:
+            try:
+                proc, reply, timed_out = await self._fork(self._zproc, job, SETUP_TIMEOUT, uid)
+            except _Dead:
+                raise RuntimeError("sandbox zygote died") from None
+        if proc is None or not reply.get("ok"):
+            if proc is not None:
+                self._kill_group(proc)
+            why = ("timed out" if timed_out else (reply or {}).get("error", "the process died"))
+            raise RuntimeError(f"sandbox episode setup {setup!r} failed: {why}")
+        return proc, reply
+
+    async def new_episode(self, setup: str | None = None,
+                          setup_kwargs: dict | None = None) -> tuple[Snapshot, dict]:
+        json.dumps(setup_kwargs or {})  # must cross a process boundary: fail here, clearly
+        proc, reply = await self._start_root(setup, setup_kwargs)
+        snap = Snapshot(setup=setup, setup_kwargs=setup_kwargs, status=reply.get("status"))
+        self._attach(snap, proc)
+        return snap, ({"observation": reply.get("observation") or ""} if setup else {})
+
+    # ---- running code ----
+
+    async def _live_proc(self, snap):
+        """The live process holding `snap`'s state, rebuilding it by replay if needed."""
+        chain, s = [], snap
+        while (s._proc is None or not s._proc.usable()) and s.parent is not None:
+            if s.code is not None:  # aliases add nothing to replay
+                chain.append(s)
+            s = s.parent
+        if s._proc is None or not s._proc.usable():  # nothing live: a fresh episode, same setup
+            proc, _ = await self._start_root(s.setup, s.setup_kwargs)
+            self._attach(s, proc)
+        base = s._proc
+        for node in reversed(chain):
+            self.stats["replays"] += 1
+            # Generous timeout: this code finished before; a busy machine must not break it now.
+            proc, reply, timed_out = await self._step(base, node.code, 3 * self.timeout)
+            if proc is None:
+                raise RuntimeError("could not rebuild the state by replay: "
+                                   + self._failure(reply, timed_out, 3 * self.timeout))
+            self._attach(node, proc)
+            base = proc
+        self._touch(base)
+        return base
+
+    async def _step(self, base, code, timeout):
+        """Fork `base` and run `code` in the child: (child _Proc or None, reply, timed_out)."""
+        base.pins += 1  # not evicted while we use it
+        try:
+            async with self._sem:
+                return await self._fork(base, {"code": code}, timeout)
+        finally:
+            base.pins -= 1
+
+    def _failure(self, reply, timed_out, timeout):
+        if timed_out:
+            self.stats["timeouts"] += 1
+            return (f"TimeoutError: the code did not finish within {timeout:g} s and was "
+                    "stopped; the state is as before this action.")
+        if reply is not None:  # the fork itself failed, e.g. the episode's process limit
+            return f"SandboxError: {reply.get('error')}; the state is as before this action."
+        self.stats["crashes"] += 1
+        return ("Crash: the Python process running this code died (e.g. a segmentation fault, "
+                "os._exit() or a kill signal); the state is as before this action.")
+
+    async def run(self, snapshot: Snapshot, code: str) -> tuple[Snapshot, ExecResult]:
+        """Run `code` on top of `snapshot`; `snapshot` itself is left unchanged."""
+        if self._closed or self._zproc is None:
+            raise RuntimeError("sandbox pool is not running (use `async with SandboxPool()`)")
+        same = Snapshot(snapshot, status=snapshot.status)  # the result when the step fails
+        for _ in range(5):  # the base may die under us (e.g. killed by a sibling): rebuild it
+            try:
+                base = await self._live_proc(snapshot)
+                proc, reply, timed_out = await self._step(base, code, self.timeout)
+                break
+            except _Dead:
+                continue
+            except RuntimeError as exc:
+                return same, ExecResult(f"SandboxError: {exc}", False, True, snapshot.status)
+        else:
+            return same, ExecResult("SandboxError: the state's process keeps dying", False, True,
+                                    snapshot.status)
+        if proc is None:
+            out = self._failure(reply, timed_out, self.timeout)
+            return same, ExecResult(out, timed_out, not timed_out, snapshot.status)
+        child = Snapshot(snapshot, code, status=reply.get("status"))
+        self._attach(child, proc)
+        return child, ExecResult(str(reply.get("output", "")), False, False, child.status)

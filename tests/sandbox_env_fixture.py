@@ -1,0 +1,23 @@
+"""A tiny tool environment for tests/test_sandbox.py: a counter to push up to a goal."""
+
+
+class CounterEnv:
+    def __init__(self, start=0, goal=3):
+        self.count, self.goal = start, goal
+        self.tools = {"increment": self.increment, "get_count": lambda: self.count}
+        self.initial_observation = f"The counter is at {start}; bring it to {goal}."
+
+    def increment(self, by=1):
+        self.count += by
+        print(f"The counter is now {self.count}.")
+
+    def status(self):
+        return {"success": self.count == self.goal, "done": self.count >= self.goal}
+
+
+def make(start=0, goal=3):
+    return CounterEnv(start, goal)
+
+
+def broken():
+    raise ValueError("this setup always fails")

@@ -1,0 +1,244 @@
+"""Tests of densepolicy.sandbox with real processes (no mocks). Coroutines run via asyncio.run."""
+import asyncio
+import os
+import socket
+import time
+import uuid
+
+import pytest
+
+from densepolicy.sandbox import SandboxPool
+
+ENV = "tests.sandbox_env_fixture:make"
+
+
+def arun(coro):
+    return asyncio.run(coro)
+
+
+def test_state_branching_echo_and_errors():
+    async def main():
+        async with SandboxPool() as pool:
+            root, info = await pool.new_episode()
+            assert info == {}
+            s1, r = await pool.run(root, "x = 2\ndef double(v):\n    return 2 * v\nprint('hi')")
+            assert r.output == "hi\n" and not r.timed_out and not r.crashed and r.status is None
+            # Two children of one snapshot diverge; the parent is unchanged.
+            a, ra = await pool.run(s1, "x += 10\nx")
+            b, rb = await pool.run(s1, "x = double(x) * 100\nx")
+            assert (ra.output, rb.output) == ("12\n", "400\n")
+            assert (await pool.run(s1, "x"))[1].output == "2\n"
+            assert (await pool.run(a, "x"))[1].output == "12\n"
+            assert (await pool.run(b, "x"))[1].output == "400\n"
+            # Echo only the last expression, never None; interleaved prints keep their order.
+            assert (await pool.run(s1, "x + 1\nprint('p')\nx * 3"))[1].output == "p\n6\n"
+            assert (await pool.run(s1, "None"))[1].output == ""
+            assert (await pool.run(s1, "'s'"))[1].output == "'s'\n"
+            # Exceptions: a REPL traceback without sandbox internals; the state is kept.
+            s2, r = await pool.run(s1, "y = 1\ndouble(None + 1)")
+            assert r.output.startswith("Traceback (most recent call last):\n  File \"<stdin>\"")
+            assert r.output.rstrip().endswith("TypeError: unsupported operand type(s) for +: "
+                                              "'NoneType' and 'int'")
+            assert "sandbox" not in r.output
+            assert (await pool.run(s2, "y"))[1].output == "1\n"
+            r = (await pool.run(s1, "def f(:"))[1]
+            assert "SyntaxError" in r.output and "sandbox" not in r.output
+            # stderr and subprocess output are captured too, in order.
+            r = (await pool.run(s1, "import sys, subprocess\nprint('a')\nsys.stderr.write('b\\n')\n"
+                                    "subprocess.run(['echo', 'c'])\nprint('d')"))[1]
+            assert r.output == "a\nb\nc\nd\n"
+    arun(main())
+
+
+def test_refusals_keep_state():
+    async def main():
+        async with SandboxPool(timeout=3) as pool:
+            root, _ = await pool.new_episode()
+            s, _ = await pool.run(root, "k = 7")
+            for code in ("input()", "input('n? ')", "exit()", "quit()", "import sys; sys.exit(3)",
+                         "import sys; sys.stdin.read()"):
+                t = time.monotonic()
+                s2, r = await pool.run(s, "k += 1\n" + code)
+                assert time.monotonic() - t < 2 and not r.timed_out and not r.crashed
+                if "stdin" not in code:
+                    assert "not allowed" in r.output or "not supported" in r.output, r.output
+                assert (await pool.run(s2, "k"))[1].output == "8\n"
+    arun(main())
+
+
+def test_truncation():
+    async def main():
+        async with SandboxPool(output_limit=100) as pool:
+            root, _ = await pool.new_episode()
+            t = time.monotonic()
+            s, r = await pool.run(root, "print('x' * 10**8)")
+            assert time.monotonic() - t < 3
+            assert r.output.startswith("x" * 100)
+            assert "100000001" not in r.output and "99999901 more characters" in r.output
+            r = (await pool.run(s, "import os\nfor i in range(50): os.system('echo 0123456789')"))[1]
+            assert r.output.startswith("0123456789\n" * 9) and "truncated" in r.output
+            assert (await pool.run(s, "print('short')"))[1].output == "short\n"
+    arun(main())
+
+
+def test_timeout_and_crash_keep_parent_state():
+    async def main():
+        async with SandboxPool(timeout=1.0) as pool:
+            root, _ = await pool.new_episode()
+            s, _ = await pool.run(root, "x = 1")
+            t = time.monotonic()
+            s2, r = await pool.run(s, "x = 2\nwhile True: pass")
+            assert time.monotonic() - t < 3
+            assert r.timed_out and not r.crashed and r.output.startswith("TimeoutError")
+            assert (await pool.run(s2, "x"))[1].output == "1\n"
+            for code in ("import os; os._exit(0)", "import ctypes; ctypes.string_at(0)",
+                         "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"):
+                s3, r = await pool.run(s, "x = 3\n" + code)
+                assert r.crashed and not r.timed_out and "died" in r.output, r.output
+                assert (await pool.run(s3, "x"))[1].output == "1\n"
+            assert pool.stats["timeouts"] == 1 and pool.stats["crashes"] == 3
+    arun(main())
+
+
+def _host_listener():
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    lst.setblocking(False)
+    return lst
+
+
+def test_hostile_code_leaves_host_untouched():
+    tag = uuid.uuid4().hex
+    host_files = [f"/work/main/x_{tag}", f"/tmp/x_{tag}", f"/var/tmp/x_{tag}", f"/dev/shm/x_{tag}"]
+    lst = _host_listener()
+    port = lst.getsockname()[1]
+    hostile = {
+        "infinite loop": "while True: pass",
+        "memory bomb": "a = []\nwhile True: a.append(bytearray(10**8))",
+        "fork bomb": "import os\nwhile True:\n    try: os.fork()\n    except OSError: pass",
+        "print 100 MB": "print('x' * 10**8)\nfor _ in range(10**5): print('y' * 1000)",
+        "write 100 MB": "open('big', 'w').write('z' * 10**8)",
+        "write outside": "".join(f"try: open({p!r}, 'w').write('x')\nexcept OSError as e: print(e)\n"
+                                 for p in host_files),
+        "kill parent": "import os; os.kill(os.getppid(), 9)",
+        "kill all": "import os; os.kill(-1, 9)",
+        "input": "input()",
+        "exit": "exit()",
+        "segfault": "import ctypes; ctypes.string_at(0)",
+        "tcp to host": f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=1)",
+        "escape group": "import os, time\nif os.fork() == 0:\n    os.setsid(); time.sleep(60)\n"
+                        "while True: pass",
+    }
+
+    async def main():
+        async with SandboxPool(timeout=2.0) as pool:
+            if not (pool.isolated and pool.drop_privileges):
+                pytest.skip("needs root and unshare (namespaces + episode uids)")
+            root, _ = await pool.new_episode()
+            s, _ = await pool.run(root, "x = 41")
+            for name, code in hostile.items():
+                t = time.monotonic()
+                s2, r = await pool.run(s, code)
+                assert time.monotonic() - t < 6, name
+                assert len(r.output) < 2200, name
+                if name == "tcp to host":
+                    assert "unreachable" in r.output or "refused" in r.output, r.output
+                if name == "write outside":
+                    assert r.output.count("ermission denied") == 1, r.output  # /work/main
+                # The same episode still works, from the hostile step's result and its parent.
+                assert (await pool.run(s2, "x + 1"))[1].output == "42\n", name
+                assert (await pool.run(s, "x + 1"))[1].output == "42\n", name
+            assert pool.stats["replays"] >= 1  # the killed parent was rebuilt
+            uids = set(pool._uids)
+        return uids
+
+    uids = arun(main())
+    for p in host_files:
+        assert not os.path.exists(p), p
+    with pytest.raises(BlockingIOError):
+        lst.accept()  # no connection ever reached the host listener
+    lst.close()
+    assert _procs_of(uids) == [], "close() left processes behind"
+
+
+def _procs_of(uids):
+    left = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if os.stat(f"/proc/{pid}").st_uid not in uids:
+                    continue
+                with open(f"/proc/{pid}/stat") as f:
+                    state = f.read().rsplit(")", 1)[-1].split()[0]
+            except OSError:
+                continue
+            if state != "Z":  # a zombie holds nothing; reaping it is up to init
+                left.append(f"{pid} ({state})")
+    return left
+
+
+def test_eviction_and_replay_rebuild_same_state():
+    async def main():
+        async with SandboxPool(max_snapshots=3, timeout=0.5) as pool:
+            root, _ = await pool.new_episode()
+            snaps, s = [], root
+            for i in range(8):
+                s, r = await pool.run(s, f"acc = (globals().get('acc') or []) + [{i} * {i}]\nacc[-1]")
+                assert r.output == f"{i * i}\n"
+                snaps.append(s)
+            assert pool.stats["evictions"] > 0 and pool.stats["live"] <= 3
+            assert (await pool.run(snaps[2], "acc"))[1].output == "[0, 1, 4]\n"
+            assert pool.stats["replays"] > 0
+            pool.release(snaps[7])
+            pool.release(root)
+            assert (await pool.run(snaps[7], "sum(acc)"))[1].output == f"{sum(i * i for i in range(8))}\n"
+            # A timed-out step shares its parent's state, also once that must be rebuilt.
+            same, r = await pool.run(snaps[1], "acc.append(9)\nwhile True: pass")
+            assert r.timed_out
+            pool.release(snaps[1])
+            pool.release(snaps[0])
+            assert (await pool.run(same, "acc"))[1].output == "[0, 1]\n"
+    arun(main())
+
+
+def test_many_concurrent_episodes():
+    async def episode(pool, i):
+        s, _ = await pool.new_episode()
+        s, _ = await pool.run(s, f"n = {i}")
+        kids = await asyncio.gather(*(pool.run(s, f"n * {k}") for k in range(3)))
+        return [r.output for _, r in kids]
+
+    async def main():
+        async with SandboxPool() as pool:
+            t = time.monotonic()
+            outs = await asyncio.gather(*(episode(pool, i) for i in range(50)))
+            assert outs == [[f"{i * k}\n" for k in range(3)] for i in range(50)]
+            assert time.monotonic() - t < 20
+            assert pool.stats["episodes"] == 50
+    arun(main())
+
+
+def test_setup_env_tools_and_status():
+    async def main():
+        async with SandboxPool() as pool:
+            root, info = await pool.new_episode(ENV, {"start": 1, "goal": 3})
+            assert info == {"observation": "The counter is at 1; bring it to 3."}
+            s, r = await pool.run(root, "increment()")
+            assert r.output == "The counter is now 2.\n"
+            assert r.status == {"success": False, "done": False}
+            win, r = await pool.run(s, "increment()\nget_count()")
+            assert r.output == "The counter is now 3.\n3\n" and r.status["success"] is True
+            over, r = await pool.run(s, "increment(5)")
+            assert r.status == {"success": False, "done": True}
+            assert (await pool.run(s, "get_count()"))[1].output == "2\n"  # branches independent
+            # Replay from scratch re-runs the setup with the same arguments.
+            for snap in (root, s, win):
+                pool.release(snap)
+            _, r = await pool.run(win, "get_count()")
+            assert r.output == "3\n" and r.status["success"] is True
+            with pytest.raises(RuntimeError, match="this setup always fails"):
+                await pool.new_episode("tests.sandbox_env_fixture:broken")
+            with pytest.raises(TypeError):
+                await pool.new_episode(ENV, {"start": object()})
+    arun(main())
