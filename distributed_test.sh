@@ -20,6 +20,7 @@
 #                (default 0: return at once, like the original)
 #   TMUX_TMPDIR  tmux socket directory (tmux's own variable), to keep several runs apart
 #   PYTHON       interpreter (default: .venv/bin/python when present, else python3)
+#   LOG_DIR      where run logs go (default: logs/)
 #   DRY_RUN      1: print the server and agent command lines instead of running them
 set -euo pipefail
 
@@ -38,6 +39,8 @@ declare -A TREE_ARGS=(
   [babyai]="--n_icl 0 --base 10 --window_size 15 --max_steps 30 --max_sample_number 256"
 )
 VLLM_ARGS="--enable-prefix-caching --gpu-memory-utilization 0.9"
+# CPU engine: continuous batching with a bounded KV cache (its default takes most of the RAM).
+TRANSFORMERS_ARGS="--continuous-batching --cb-block-size 128 --cb-num-blocks 256"
 SERVER_START_TIMEOUT=900   # seconds to wait for a server to answer /health
 # -------------------------------------------------------------------------------------------------
 
@@ -47,7 +50,7 @@ die() { echo "error: $*" >&2; exit 2; }
 PY="${PYTHON:-}"
 [[ -z "$PY" && -x "$ROOT/.venv/bin/python" ]] && PY="$ROOT/.venv/bin/python"
 PY="${PY:-python3}"
-LOG_ROOT="$ROOT/logs"
+LOG_ROOT="${LOG_DIR:-$ROOT/logs}"
 run() { if [[ "${DRY_RUN:-0}" == 1 ]]; then echo "$*"; else "$@"; fi; }
 
 stop_run() {  # kill the sessions listed in a run's manifest, and nothing else
@@ -108,7 +111,7 @@ server_command() {  # the exact command line of the server for GPU $1 on port $2
     local device=cpu; [[ $NUM_GPUS -gt 0 ]] && device=cuda
     local cli; cli="$(dirname "$PY")/transformers"; [[ -x "$cli" ]] || cli=transformers
     # transformers serve answers only to the model path it was started with.
-    echo "CUDA_VISIBLE_DEVICES=$gpu HF_HUB_CACHE=$(printf %q "$RUN_LOGS/hf_cache") $(printf %q "$cli") serve --continuous-batching --device $device --host 127.0.0.1 --port $port $(printf %q "$MODEL_PATH")"
+    echo "CUDA_VISIBLE_DEVICES=$gpu HF_HUB_CACHE=$(printf %q "$RUN_LOGS/hf_cache") $(printf %q "$cli") serve $TRANSFORMERS_ARGS --device $device --host 127.0.0.1 --port $port $(printf %q "$MODEL_PATH")"
   fi
 }
 SERVED_MODEL="$([[ "$ENGINE" == vllm ]] && echo "$MODEL" || echo "$MODEL_PATH")"

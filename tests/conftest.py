@@ -12,6 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# The launcher's CPU server flags (distributed_test.sh TRANSFORMERS_ARGS), read from the script
+# so the tests serve exactly as users do.
+CPU_SERVER_ARGS = next(l.split("=", 1)[1].strip('"') for l in (ROOT / "distributed_test.sh").read_text()
+                       .splitlines() if l.startswith("TRANSFORMERS_ARGS=")).split()
 
 
 def free_port() -> int:
@@ -46,7 +50,7 @@ def model_server(model_path, tmp_path_factory):
     cache = tmp_path_factory.mktemp("hf_cache")
     log = open(tmp_path_factory.mktemp("server") / "server.log", "w")
     cli = shutil.which("transformers", path=str(Path(sys.executable).parent)) or "transformers"
-    proc = subprocess.Popen([cli, "serve", "--continuous-batching", "--host", "127.0.0.1",
+    proc = subprocess.Popen([cli, "serve", *CPU_SERVER_ARGS, "--host", "127.0.0.1",
                              "--port", str(port), model_path],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_CACHE": str(cache)},
                             start_new_session=True)
@@ -60,3 +64,42 @@ def model_server(model_path, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def replay_history(history: list[dict], setup=None, setup_kwargs=None) -> int:
+    """Re-run every action of an episode's history in a fresh sandbox and check that each
+    observation in the history is exactly what the code printed. Returns the number of actions."""
+    import asyncio
+    from agents import prompts
+    from agents.codeact import parse_reply
+    from densepolicy.sandbox import SandboxPool
+
+    async def go():
+        actions = 0
+        async with SandboxPool() as pool:
+            snapshot, _ = await pool.new_episode(setup, setup_kwargs)
+            for i, message in enumerate(history):
+                if message["role"] != "assistant":
+                    continue
+                parsed = parse_reply(message["content"])
+                if parsed.kind != "action":
+                    continue
+                actions += 1
+                snapshot, result = await pool.run(snapshot, parsed.code)
+                if i + 1 < len(history):
+                    expected = result.output if result.output.strip() else prompts.EMPTY_OUTPUT_HINT
+                    assert history[i + 1]["content"].startswith(expected), (parsed.code, expected)
+        return actions
+
+    return asyncio.run(go())
+
+
+def run_launcher(tmp_path, model, dataset, agent, procs, env: dict, timeout=1500):
+    """./distributed_test.sh with WAIT=1 on a free port, its own tmux socket and log dir."""
+    import random
+    env = {**os.environ, "WAIT": "1", "NUM_GPUS": "0", "PORT_BASE": str(free_port()),
+           "TMUX_TMPDIR": str(tmp_path), "LOG_DIR": str(tmp_path / "logs"), **env}
+    start_id = str(random.randrange(1000, 90000))
+    return subprocess.run(["bash", str(ROOT / "distributed_test.sh"), model, dataset, agent,
+                           str(procs), start_id], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=timeout)
