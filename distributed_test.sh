@@ -6,7 +6,7 @@
 #   ./distributed_test.sh stop TMUX_START_ID          # end the sessions and servers of that run
 #
 #   MODEL    SmolLM2-135M-Instruct (embedded, converted on first use), a model directory or a hub id
-#   DATASET  gsm8k math math500 alfworld alfworld_{put,clean,heat,cool,examine,puttwo} babyai
+#   DATASET  gsm8k math math500 math_level1..5 alfworld alfworld_{put,clean,heat,cool,examine,puttwo} babyai
 #   AGENT    codeact_agent (downstream evaluation) or codeact_agent_tree (tree sampling)
 #
 # Environment:
@@ -69,10 +69,10 @@ MODEL="$1"; DATASET="$2"; AGENT="$3"; PROCS="$4"; START_ID="$5"
 [[ "$PROCS" =~ ^[1-9][0-9]*$ ]] || die "PROCESSES_PER_GPU must be a positive integer, got '$PROCS'"
 [[ "$START_ID" =~ ^[0-9]+$ ]] || die "TMUX_START_ID must be a non-negative integer, got '$START_ID'"
 case "$DATASET" in
-  gsm8k) FAMILY=gsm8k ;; math|math500) FAMILY=math ;;
+  gsm8k) FAMILY=gsm8k ;; math|math500|math_level[1-5]) FAMILY=math ;;
   alfworld|alfworld_put|alfworld_clean|alfworld_heat|alfworld_cool|alfworld_examine|alfworld_puttwo) FAMILY=alfworld ;;
   babyai|babyai_*) FAMILY=babyai ;;
-  *) die "unknown dataset '$DATASET' (gsm8k, math, math500, alfworld, alfworld_{put,clean,heat,cool,examine,puttwo}, babyai)" ;;
+  *) die "unknown dataset '$DATASET' (gsm8k, math, math500, math_level1..5, alfworld, alfworld_{put,clean,heat,cool,examine,puttwo}, babyai)" ;;
 esac
 case "$AGENT" in
   codeact_agent) DEFAULT_ARGS="${CODEACT_ARGS[$FAMILY]}" ;;

@@ -12,7 +12,10 @@ ALFWORLD_NAMES = ["alfworld", "alfworld_put", "alfworld_clean", "alfworld_heat",
 # name -> module under `dataset/` serving it with `load_tasks(name, split, data_dir)` (and, for
 # tool tasks, `dataset_info(name)`). Modules are imported on first use so that a missing optional
 # dependency (textworld, minigrid) only breaks the datasets that need it.
+MATH_LEVELS = [f"math_level{k}" for k in range(1, 6)]  # MATH restricted to one difficulty level
+
 LOADERS = {"gsm8k": "math_tasks", "math": "math_tasks", "math500": "math_tasks",
+           **{n: "math_tasks" for n in MATH_LEVELS},
            "babyai": "babyai", **{n: "alfworld" for n in ALFWORLD_NAMES}}
 
 # Answer tasks need no environment; ICL counts are the original defaults (SPEC §4).
@@ -20,6 +23,7 @@ ANSWER_INFO = {
     "gsm8k": {"kind": "gsm8k", "n_icl": 8},
     "math": {"kind": "math", "n_icl": 1},
     "math500": {"kind": "math", "n_icl": 1},
+    **{n: {"kind": "math", "n_icl": 1} for n in MATH_LEVELS},
 }
 
 

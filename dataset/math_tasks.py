@@ -7,6 +7,7 @@ the Hugging Face hub is only a fallback when a file is missing.
 """
 import json
 import os
+import re
 from pathlib import Path
 
 from dataset import DataError
@@ -103,7 +104,10 @@ def _to_task(dataset: str, i: int, row: dict, where: str) -> dict:
 
 
 def load_tasks(dataset: str, split: str, data_dir: str | None = None) -> list[dict]:
-    """Tasks of gsm8k / math / math500 for split 'train' or 'test', in file order."""
+    """Tasks of gsm8k / math / math500 for split 'train' or 'test', in file order.
+    `math_level<k>` is MATH restricted to difficulty level k (indices stay file positions)."""
+    if (level := re.fullmatch(r"math_level([1-5])", dataset)):
+        return [t for t in load_tasks("math", split, data_dir) if t["level"] == f"Level {level[1]}"]
     if dataset not in FILES:
         raise DataError(f"unknown dataset {dataset!r}; this loader knows {sorted(FILES)}")
     if split not in FILES[dataset]:

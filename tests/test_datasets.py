@@ -82,3 +82,11 @@ def test_malformed_row(tmp_path):
         load_tasks("gsm8k", "test", str(tmp_path))
     (d / "test.jsonl").write_text(good + "\n\n" + good + "\n")   # blank lines are skipped
     assert [t["index"] for t in load_tasks("gsm8k", "test", str(tmp_path))] == [0, 1]
+
+
+def test_math_by_level_keeps_file_positions():
+    from dataset import load_tasks
+    level1 = load_tasks("math_level1", "train")
+    everything = load_tasks("math", "train")
+    assert len(level1) == sum(t["level"] == "Level 1" for t in everything) > 100
+    assert all(everything[t["index"]] == t for t in level1)
