@@ -6,7 +6,7 @@ An `EpisodeState` is never mutated after it is made, so a tree node can branch i
 """
 import asyncio
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from agents import prompts
 from densepolicy.llm import ContextExceeded, LLMClient

@@ -103,3 +103,11 @@ def run_launcher(tmp_path, model, dataset, agent, procs, env: dict, timeout=1500
     return subprocess.run(["bash", str(ROOT / "distributed_test.sh"), model, dataset, agent,
                            str(procs), start_id], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=timeout)
+
+
+def merge_and_score(run_dir, dataset):
+    """post_process_test_result.py --merge_distributed_result --see_score on a run directory."""
+    return subprocess.run([sys.executable, "post_process_test_result.py", "--merge_distributed_result",
+                           "--see_score", "--data_dir", str(run_dir),
+                           "--dataset_file_name_list", f"{dataset}.None_split_0.0.{{}}.csv"],
+                          capture_output=True, text=True, cwd=ROOT)

@@ -1,9 +1,6 @@
 """End to end on the tool environments: the real embedded model behind a real server drives
 real ALFWorld (TextWorld) and BabyAI (minigrid) episodes through distributed_test.sh."""
-import subprocess
-import sys
-
-from conftest import ROOT, replay_history, run_launcher
+from conftest import merge_and_score, replay_history, run_launcher
 from densepolicy.results import read_results
 
 
@@ -26,10 +23,7 @@ def test_alfworld_put_eval_and_per_type_scores(tmp_path):
         assert row["steps"] == 2 or row["log_infos"]["end_reason"] in ("solved", "env_done")
         replay_history(row["history"], "dataset.alfworld:make_env", {"task": {
             k: row[k] for k in ("index", "input", "target", "task_file", "task_type")}})
-    score = subprocess.run([sys.executable, "post_process_test_result.py", "--merge_distributed_result",
-                            "--see_score", "--data_dir", str(run_dir),
-                            "--dataset_file_name_list", "alfworld_put.None_split_0.0.{}.csv"],
-                           capture_output=True, text=True, cwd=ROOT)
+    score = merge_and_score(run_dir, "alfworld_put")
     assert score.returncode == 0, score.stderr
     assert "put:" in score.stdout and "mean:" in score.stdout
 

@@ -1,9 +1,6 @@
 """End to end: the real embedded model behind a real server, through distributed_test.sh, then
 the merge. The plain CodeAct agent on two GSM8K test tasks with two agent processes."""
-import subprocess
-import sys
-
-from conftest import ROOT, replay_history, run_launcher
+from conftest import merge_and_score, replay_history, run_launcher
 from densepolicy.results import read_results
 
 COLUMNS = {"index", "input", "target", "score", "steps", "turns", "history", "log_infos"}
@@ -32,10 +29,7 @@ def test_gsm8k_eval_through_the_launcher_and_merge(tmp_path):
         # Every observation that followed code is what that code really printed.
         replay_history(row["history"])
 
-    merge = subprocess.run([sys.executable, "post_process_test_result.py", "--merge_distributed_result",
-                            "--see_score", "--data_dir", str(run_dir),
-                            "--dataset_file_name_list", "gsm8k.None_split_0.0.{}.csv"],
-                           capture_output=True, text=True, cwd=ROOT)
+    merge = merge_and_score(run_dir, "gsm8k")
     assert merge.returncode == 0, merge.stderr
     assert "merged 2 shard file(s)" in merge.stdout and "2 unique tasks" in merge.stdout
     assert "Max Trial 10" in merge.stdout

@@ -1,5 +1,4 @@
 """Result files: JSON cells, append-and-flush, partial rows from crashes, bad files, merging."""
-import json
 import subprocess
 import sys
 
