@@ -133,7 +133,8 @@ async def run(agent, args) -> int:
     counters = collections.Counter()
     progress = Progress(len(mine), f"{args.dataset}[{args.shard_id}]", llm, counters)
     limit = asyncio.Semaphore(args.concurrency)
-    async with SandboxPool(timeout=args.exec_timeout, preload=info["preload"]) as pool:
+    async with SandboxPool(timeout=args.exec_timeout, preload=info["preload"],
+                           readable=(args.data_dir,) if args.data_dir else ()) as pool:
         ctx = Context(args, llm, pool, counters)
 
         async def one(row):

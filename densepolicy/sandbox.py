@@ -142,6 +142,12 @@ class _Proc:
         return msg
 
 
+def default_readable() -> tuple[str, ...]:
+    """The data directories named by the environment, and ../shared/data beside the project."""
+    return tuple(p for p in (os.environ.get("DATA_DIR"), os.environ.get("ALFWORLD_DATA"),
+                             str(PROJECT_ROOT.parent / "shared" / "data")) if p)
+
+
 def _can_isolate():
     return (sys.platform.startswith("linux") and os.geteuid() == 0
             and shutil.which("unshare") is not None)
@@ -150,8 +156,12 @@ def _can_isolate():
 class SandboxPool:
     def __init__(self, *, timeout: float = 5.0, memory_bytes: int = 4 << 30, max_procs: int = 64,
                  output_limit: int = 2000, max_snapshots: int = 256, preload: tuple[str, ...] = (),
-                 isolate: bool = True, max_concurrency: int | None = None):
+                 isolate: bool = True, max_concurrency: int | None = None,
+                 readable: tuple[str, ...] = ()):
         self.timeout, self.memory_bytes, self.max_procs = timeout, memory_bytes, max_procs
+        # Host directories episodes must read (data). The private /tmp would hide any of them
+        # that live under /tmp, so they are bound back in at the same path.
+        self.readable = tuple(readable) + default_readable()
         self.output_limit, self.max_snapshots, self.preload = output_limit, max_snapshots, preload
         self.isolate = isolate
         # Steps are CPU-bound and timed in wall-clock seconds: more at once only causes timeouts.
@@ -201,6 +211,7 @@ class SandboxPool:
         work_root = "/tmp/densepolicy-sandbox" if isolated else self._tmp
         cfg = {"isolate": isolated, "drop": self.drop_privileges, "work_root": work_root,
                "project_root": str(PROJECT_ROOT), "preload": list(self.preload),
+               "readable": [os.path.abspath(p) for p in self.readable if p and os.path.isdir(p)],
                "timeout": self.timeout,
                "memory_bytes": self.memory_bytes, "max_procs": self.max_procs,
                "max_snapshots": self.max_snapshots, "output_limit": self.output_limit}

@@ -257,7 +257,10 @@ def _needed_paths():
     """Directories the sandboxed Python must be able to read: interpreter, libraries, project."""
     paths = [sys.base_prefix, sys.prefix, sys.base_exec_prefix, sys.exec_prefix,
              CFG["project_root"], os.path.dirname(os.path.realpath(sys.executable))] + sys.path
-    paths = sorted({os.path.realpath(p) for p in paths if p and os.path.isdir(p)})
+    paths = {os.path.realpath(p) for p in paths if p and os.path.isdir(p)}
+    # Data directories keep the path they were named by: task files are named through it, even
+    # when it runs through a symbolic link that the private /tmp would hide.
+    paths = sorted(paths | {os.path.normpath(p) for p in CFG.get("readable", ())})
     kept = []
     for p in paths:  # sorted, so a parent comes before what is inside it
         if not any(p == k or p.startswith(k + "/") for k in kept):

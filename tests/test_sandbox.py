@@ -242,3 +242,23 @@ def test_setup_env_tools_and_status():
             with pytest.raises(TypeError):
                 await pool.new_episode(ENV, {"start": object()})
     arun(main())
+
+
+def test_readable_data_dirs_under_tmp_stay_visible(tmp_path):
+    # The sandbox's private /tmp hides the host's /tmp; a data directory named there (here through
+    # a symbolic link, as a CI checkout with shared/ beside it may be) is bound back at its path.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "game.txt").write_text("the game")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    path = tmp_path / "link" / "game.txt"
+
+    async def go():
+        async with SandboxPool(readable=(str(tmp_path / "link"),)) as pool:
+            snap, _ = await pool.new_episode()
+            _, seen = await pool.run(snap, f"print(open({str(path)!r}).read())")
+            _, written = await pool.run(snap, f"open({str(tmp_path / 'link' / 'x')!r}, 'w')")
+            return seen, written
+
+    seen, written = asyncio.run(go())
+    assert seen.output == "the game\n"
+    assert "Error" in written.output and not (tmp_path / "real" / "x").exists()
