@@ -9,11 +9,11 @@ set -euo pipefail
 
 # ---- Editable constants -------------------------------------------------------------------------
 MODEL=SmolLM2-135M-Instruct
-DATASET=math_level1        # where the embedded model both succeeds and fails (see README)
+DATASET=gsm8k              # trees on train tasks, evaluation on test tasks (see README)
 TREE_TASKS=4               # train tasks to sample trees on
 EVAL_TASKS=6               # test tasks to evaluate base and trained model on
-TREE_ARGS="--base 4 --max_steps 2 --window_size 4 --max_sample_number 8 --max_rollouts 12 --n_icl 0 --max_turn 2 --max_tokens 64"
-EVAL_ARGS="--n_icl 0 --max_steps 2 --max_turn 2 --max_tokens 64"
+TREE_ARGS="--base 4 --max_steps 2 --window_size 4 --max_sample_number 8 --max_rollouts 12 --n_icl 2 --max_turn 2 --max_tokens 64"
+EVAL_ARGS="--n_icl 2 --max_steps 2 --max_turn 2 --max_tokens 64"
 TRAIN_ARGS="max_steps=8 learning_rate=5.0e-4 cutoff_len=1024"
 OUT=eval_results/demo      # everything this job writes
 START_ID=900               # tmux session ids used by this job
@@ -54,31 +54,43 @@ stage "merge trees" $PY post_process_test_result.py --merge_distributed_result -
   --data_dir "$TREE_DIR" --dataset_file_name_list "$PATTERN"
 stage "preference pairs" $PY post_process_training_data.py --process_result --data_dir "$TREE_DIR" \
   --dataset_file_name_list "$PATTERN" --data_sub_dir "$DATASET" --dataset_file_name "${PATTERN/\{\}/None}"
-stage "merge pairs" $PY post_process_training_data.py --merge_all_pairs --results_root "$OUT" \
-  --output "$OUT/merged_pairs.csv" --default_density -1
-stage "LLaMA-Factory dataset" $PY prepare_dataset.py --input "$OUT/merged_pairs.csv" --name demo_tree_dpo \
-  --model "$MODEL"
-stage "DPO training" .venv-treedpo/bin/llamafactory-cli train TreeDPO/smollm2_lora_dpo_cpu.yaml \
-  model_name_or_path="$M" dataset=demo_tree_dpo output_dir="$OUT/lora" $TRAIN_ARGS
-stage "merge adapter" .venv-treedpo/bin/python TreeDPO/merge_lora.py --base "$M" --adapter "$OUT/lora" \
-  --out "$OUT/trained_model"
-
-TRAINED="$(cd "$OUT/trained_model" && pwd)"
-for model in "$MODEL" "$TRAINED"; do
+SELECTED=$($PY -c "
+import sys; from densepolicy.pairs import discover_pair_files, iter_pairs
+print(sum(bool(r['selected']) for p in discover_pair_files(sys.argv[1]) for _, r in iter_pairs(p)))" "$OUT")
+MODELS=("$MODEL")
+if (( SELECTED == 0 )); then
+  # Pairs need tasks the policy sometimes solves and sometimes fails; a weak model on a small
+  # budget may have none. Say so plainly rather than train on nothing.
+  echo "== no selected preference pairs: the policy never both solved and failed a task here;"
+  echo "   training is skipped and only the base model is evaluated (more --tree_tasks, a larger"
+  echo "   TREE_ARGS budget or an easier --dataset give pairs)"
+else
+  stage "merge pairs" $PY post_process_training_data.py --merge_all_pairs --results_root "$OUT" \
+    --output "$OUT/merged_pairs.csv" --default_density -1
+  stage "LLaMA-Factory dataset" $PY prepare_dataset.py --input "$OUT/merged_pairs.csv" --name demo_tree_dpo \
+    --model "$MODEL"
+  stage "DPO training" .venv-treedpo/bin/llamafactory-cli train TreeDPO/smollm2_lora_dpo_cpu.yaml \
+    model_name_or_path="$M" dataset=demo_tree_dpo output_dir="$OUT/lora" $TRAIN_ARGS
+  stage "merge adapter" .venv-treedpo/bin/python TreeDPO/merge_lora.py --base "$M" --adapter "$OUT/lora" \
+    --out "$OUT/trained_model"
+  MODELS+=("$(cd "$OUT/trained_model" && pwd)")
+fi
+for model in "${MODELS[@]}"; do
   stage "evaluate $(basename "$model")" launch "$EVAL_TASKS" "$EVAL_ARGS --output_root $OUT" "$model" "$DATASET" codeact_agent
 done
-stage summary $PY - "$OUT" "$DATASET" "$MODEL" "$TRAINED" <<'EOF'
+stage summary $PY - "$OUT" "$DATASET" "${MODELS[@]}" <<'EOF'
 import glob, json, sys
 from densepolicy.results import read_results, run_dir
 from densepolicy.merge import merge
-out, dataset, base, trained = sys.argv[1:]
+out, dataset, base, *trained = sys.argv[1:]
 pattern = f"{dataset}.None_split_0.0.{{}}.csv"
 def accuracy(model):
     [d] = glob.glob(str(run_dir(out, "codeact_agent", model, "*")))
     return merge(d, pattern)["mean_score"], len(read_results(f"{d}/{pattern.replace('{}', 'None')}"))
-pairs = read_results(f"{out}/merged_pairs.csv")
-loss = json.load(open(f"{out}/lora/train_results.json"))["train_loss"]
-(acc_base, n), (acc_trained, _) = accuracy(base), accuracy(trained)
+pairs = len(read_results(f"{out}/merged_pairs.csv")) if trained else 0
+loss = f'{json.load(open(f"{out}/lora/train_results.json"))["train_loss"]:.4f}' if trained else "-"
+acc_base, n = accuracy(base)
+acc_trained = f"{accuracy(trained[0])[0]:.1f}%" if trained else "- (not trained)"
 print(f"\n| pairs (selected) | training loss | {n} test tasks: base acc | trained acc |")
-print(f"|---|---|---|---|\n| {len(pairs)} | {loss:.4f} | {acc_base:.1f}% | {acc_trained:.1f}% |")
+print(f"|---|---|---|---|\n| {pairs} | {loss} | {acc_base:.1f}% | {acc_trained} |")
 EOF
