@@ -135,6 +135,19 @@ async def ticker(label, llm, counters, every=20.0):
             f"{llm.stats.requests} requests, {llm.stats.completion_tokens} completion tokens")
 
 
+async def measured(label, llm, counters, flight, work):
+    """Run `work` (a coroutine returning per-task infos) with progress ticks; the arm's figures."""
+    tick = asyncio.ensure_future(ticker(label, llm, counters))
+    llm.stats.started = t = time.monotonic()
+    try:
+        infos = await work
+    finally:
+        tick.cancel()
+    return dict(wall=time.monotonic() - t, rollouts=sum(i["rollouts"] for i in infos),
+                nodes=sum(i["nodes"] for i in infos), requests=llm.stats.requests,
+                tokens=llm.stats.completion_tokens, peak=flight["peak"])
+
+
 def search_of(args, seed):
     return TreeSearch(args.base, args.max_steps, args.window_size, args.max_sample_number,
                       max_rollouts=args.max_rollouts, max_empty_rounds=args.max_empty_rounds,
@@ -160,17 +173,10 @@ async def arm_ours(args, rows, base_url, model):
                 f"{info['nodes']} nodes, score {out['score']:.0f}")
             return info
 
-        tick = asyncio.ensure_future(ticker("ours", llm, counters))
-        llm.stats.started = t = time.monotonic()
-        try:
-            infos = await asyncio.gather(*[one(r) for r in rows])
-        finally:
-            tick.cancel()
-        wall = time.monotonic() - t
+        figures = await measured("ours", llm, counters, flight,
+                                 asyncio.gather(*[one(r) for r in rows]))
     await llm.close()
-    return dict(wall=wall, rollouts=sum(i["rollouts"] for i in infos),
-                nodes=sum(i["nodes"] for i in infos), requests=llm.stats.requests,
-                tokens=llm.stats.completion_tokens, peak=flight["peak"])
+    return figures
 
 
 async def arm_baseline(args, rows, base_url, model):
@@ -216,17 +222,13 @@ async def arm_baseline(args, rows, base_url, model):
                 log(f"  baseline worker {w}: task {row['index']} done: {info['rollouts']} "
                     f"rollouts, {info['nodes']} nodes, score {info['score']:.0f}")
 
-        tick = asyncio.ensure_future(ticker("baseline", llm, counters))
-        llm.stats.started = t = time.monotonic()
-        try:
+        async def all_workers():
             await asyncio.gather(*[worker(w) for w in range(args.workers)])
-        finally:
-            tick.cancel()
-        wall = time.monotonic() - t
+            return infos
+
+        figures = await measured("baseline", llm, counters, flight, all_workers())
     await llm.close()
-    return dict(wall=wall, rollouts=sum(i["rollouts"] for i in infos),
-                nodes=sum(i["nodes"] for i in infos), requests=llm.stats.requests,
-                tokens=llm.stats.completion_tokens, peak=flight["peak"])
+    return figures
 
 
 async def warm_up(base_url, model):
