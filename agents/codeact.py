@@ -25,6 +25,7 @@ class Task:
     setup_kwargs: dict | None = None
     tools_doc: str | None = None
     n_icl: int = 0
+    icl: str | None = None    # example set (default: kind), e.g. "babyai" for a tool task
     max_turn: int = 10
     max_steps: int = 30
     max_tokens: int = 512
@@ -100,7 +101,7 @@ def normalise_reply(text: str, parsed: Parsed) -> str:
 async def start_episode(pool, task: Task) -> EpisodeState:
     snapshot, info = await pool.new_episode(task.setup, task.setup_kwargs)
     env_state = info.get("observation")
-    messages = prompts.build_messages(task.kind, task.goal, n_icl=task.n_icl,
+    messages = prompts.build_messages(task.kind, task.goal, n_icl=task.n_icl, icl=task.icl,
                                       tools_doc=task.tools_doc, env_state=env_state)
     return EpisodeState(messages=tuple(messages), prompt_len=len(messages), snapshot=snapshot,
                         env_state=env_state)

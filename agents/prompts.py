@@ -142,7 +142,42 @@ MATH_EXAMPLES = [
          value="x"),
 ]
 
-EXAMPLES = {"gsm8k": GSM8K_EXAMPLES, "math": MATH_EXAMPLES, "tool": []}
+# Tool-task examples also name the environment they were recorded in (`level`, `seed`: a seed
+# outside the train and test ranges), so a test can replay them and check every observation.
+BABYAI_EXAMPLES = [
+    dict(level="GoToRedBallGrey", seed=5007, question="go to the red ball",
+         env_state="You see:\n- grey key 3: 1 step ahead and 1 to the left\n- grey key 1: 2 steps ahead\n"
+                   "- grey key 2: 1 step ahead and 2 to the left\n"
+                   "- grey ball 1: 2 steps ahead and 1 to the right\n"
+                   "Walls: 2 steps to the right, 3 steps ahead.\nIn front of you: nothing.\n"
+                   "You are carrying: nothing.",
+         steps=[("act", "I do not see a red ball yet, so I turn to look around.", "turn_left()",
+                 "You turn left.\nYou see:\n- grey key 1: 2 steps to the right\n"
+                 "- grey key 3: 1 step ahead and 1 to the right\n"
+                 "- grey key 2: 2 steps ahead and 1 to the right\n"
+                 "- grey ball 2: 4 steps ahead and 1 to the left\n"
+                 "- red ball 1: 4 steps ahead and 3 to the left\n"
+                 "Walls: 3 steps to the right, 5 steps ahead.\nIn front of you: nothing.\n"
+                 "You are carrying: nothing."),
+                ("act", "Now I see red ball 1, so I go to it.", 'go_to("red ball 1")',
+                 "You go to the red ball 1. You have completed the mission!\nYou see:\n"
+                 "- red ball 1: 1 step ahead\n- grey ball 2: 1 step ahead and 2 to the right\n"
+                 "Walls: 1 step to the left, 2 steps ahead.\nIn front of you: red ball 1.\n"
+                 "You are carrying: nothing.")]),
+    dict(level="GoToRedBallGrey", seed=5011, question="go to the red ball",
+         env_state="You see:\n- grey box 3: 2 steps ahead and 2 to the left\n"
+                   "- red ball 1: 2 steps ahead and 3 to the right\n"
+                   "Walls: 3 steps to the left, 3 steps ahead.\nIn front of you: nothing.\n"
+                   "You are carrying: nothing.",
+         steps=[("act", "Red ball 1 is in view, so I go to it.", 'go_to("red ball 1")',
+                 "You go to the red ball 1. You have completed the mission!\nYou see:\n"
+                 "- red ball 1: 1 step ahead\n- grey box 1: 1 step ahead and 3 to the right\n"
+                 "Walls: 1 step to the left, 2 steps ahead.\nIn front of you: red ball 1.\n"
+                 "You are carrying: nothing.")]),
+]
+
+# Keyed by example set: the answer kinds, and tool environments by name (dataset_info's "icl").
+EXAMPLES = {"gsm8k": GSM8K_EXAMPLES, "math": MATH_EXAMPLES, "babyai": BABYAI_EXAMPLES, "tool": []}
 
 
 def task_text(goal: str, env_state: str | None = None) -> str:
@@ -153,7 +188,7 @@ def task_text(goal: str, env_state: str | None = None) -> str:
 
 def example_turns(example: dict) -> list[dict]:
     """One example as alternating messages, starting with the user's task."""
-    msgs = [{"role": "user", "content": task_text(example["question"])}]
+    msgs = [{"role": "user", "content": task_text(example["question"], example.get("env_state"))}]
     for step in example["steps"]:
         if step[0] == "act":
             _, thought, code, output = step
@@ -166,16 +201,25 @@ def example_turns(example: dict) -> list[dict]:
 
 
 def build_messages(dataset_kind: str, goal: str, *, n_icl: int, tools_doc: str | None = None,
-                   env_state: str | None = None, with_examples: bool = True) -> list[dict]:
-    """The prompt of one episode. `n_icl` examples are used (capped at the number written for the
-    kind); `with_examples=False` drops them (preference-pair prompts, SPEC §8)."""
+                   env_state: str | None = None, with_examples: bool = True,
+                   icl: str | None = None) -> list[dict]:
+    """The prompt of one episode. `n_icl` examples of set `icl` (default: the kind) are used,
+    capped at the number written; `with_examples=False` drops them (preference prompts, SPEC §8)."""
     head = instruction(dataset_kind, tools_doc)
-    examples = EXAMPLES[dataset_kind][:max(n_icl, 0)] if with_examples else []
+    examples = EXAMPLES[icl or dataset_kind][:max(n_icl, 0)] if with_examples else []
     if not examples:
         return [{"role": "user", "content": f"{head}\n\n{task_text(goal, env_state)}"}]
-    msgs = []
+    msgs = [{"role": "user", "content": head}]
     for ex in examples:
-        msgs += example_turns(ex)
-    msgs[0] = {"role": "user", "content": f"{head}\n\n{msgs[0]['content']}"}
-    msgs.append({"role": "user", "content": f"{NEXT_TASK}\n\n{task_text(goal, env_state)}"})
+        _append(msgs, example_turns(ex))
+    _append(msgs, [{"role": "user", "content": f"{NEXT_TASK}\n\n{task_text(goal, env_state)}"}])
     return msgs
+
+
+def _append(msgs: list, turns: list):
+    """Extend keeping roles alternating: a user turn after a user turn (the instruction, or a tool
+    example that ends on its last observation) joins it."""
+    if msgs[-1]["role"] == turns[0]["role"] == "user":
+        msgs[-1] = {"role": "user", "content": f"{msgs[-1]['content']}\n\n{turns[0]['content']}"}
+        turns = turns[1:]
+    msgs += turns

@@ -53,7 +53,7 @@ def dataset_info(name: str) -> dict:
     """How the runner sets this dataset up (see dataset/__init__.py)."""
     _levels_of(name)
     return {"kind": "tool", "n_icl": 0, "setup": "dataset.babyai:make_env", "tools_doc": TOOLS_DOC,
-            "preload": ("dataset.babyai", "minigrid")}
+            "icl": "babyai", "preload": ("dataset.babyai", "minigrid")}
 
 
 def _levels_of(dataset: str) -> list[str]:

@@ -98,3 +98,26 @@ def test_example_turns_follow_protocol(kind, i, ex):
         assert has_action != has_answer   # never both, never neither
         if has_action:
             assert lines[-1] == prompts.ACTION_END
+
+
+@pytest.mark.parametrize("i,ex", enumerate(prompts.BABYAI_EXAMPLES))
+def test_babyai_examples_replay_in_the_real_environment(i, ex):
+    from dataset.babyai import Env
+    env = Env(ex["level"], ex["seed"])
+    assert env.describe() == ex["env_state"]
+    tools = {name: getattr(env, name) for name in ("turn_left", "turn_right", "move_forward", "go_to",
+                                                  "pick_up", "drop", "toggle")}
+    for kind, thought, code, output in ex["steps"]:
+        assert kind == "act" and thought
+        assert _run(code, tools).rstrip("\n") == output
+    assert env.reward > 0   # every example ends with the mission completed
+
+
+def test_tool_examples_keep_alternation_and_end_on_the_task():
+    msgs = build_messages("tool", "go to the red ball", n_icl=2, icl="babyai", tools_doc="go_to(obj)",
+                          env_state="You see no objects.")
+    assert _alternates(msgs)
+    assert msgs[0]["content"].startswith(prompts.instruction("tool", "go_to(obj)"))
+    assert msgs[-1]["content"].endswith("You see no objects.\n\nTask:\ngo to the red ball")
+    assert sum(m["content"].count("Task:\n") for m in msgs) == 3
+    assert build_messages("tool", "g", n_icl=0, icl="babyai") == build_messages("tool", "g", n_icl=0)
