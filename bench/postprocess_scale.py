@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from densepolicy import pairs as P  # noqa: E402
-from densepolicy.results import encode_cell  # noqa: E402
+from densepolicy.results import AtomicResultWriter  # noqa: E402
 
 B, D = 10, 8
 COLUMNS = ["index", "input", "target", "score", "res", "res_cur", "full_index", "steps", "history",
@@ -115,12 +115,11 @@ def stage(args):
         out = w / "eval_results" / "run" / "gsm8k.None_split_0.0.None.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
         rollouts = 0
-        with P.AtomicWriter(out) as f:
-            f.write(P._csv_line(COLUMNS))
+        with AtomicResultWriter(out, COLUMNS) as f:
             for i in range(args.n):
                 row = synth_row(i, rng, args.rollouts)
                 rollouts += len(row["res_cur"])
-                f.write(P._csv_line([encode_cell(c, row[c]) for c in COLUMNS]))
+                f.add(row)
         info = dict(rollouts=rollouts, mb=out.stat().st_size / 2**20)
     elif args.stage == "process":
         run = w / "eval_results" / "run"

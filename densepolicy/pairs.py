@@ -21,7 +21,6 @@ the action. Both histories share everything but their last message.
 Every output is written under a temporary name and renamed at the end, so a failure (bad input
 raises PairsError, one line naming file and row) never leaves a partial file behind.
 """
-import csv
 import heapq
 import json
 import math
@@ -30,15 +29,13 @@ import random
 import sys
 from pathlib import Path
 
-from densepolicy.results import ResultFileError, decode_cell  # noqa: F401 (re-exported for the CLIs)
+from densepolicy.results import AtomicFile, AtomicResultWriter, iter_results
+from densepolicy.results import ResultFileError  # noqa: F401 (the CLIs catch it from here)
 from densepolicy.tree import label_temperature, sibling_pairs, tree_stats
-
-csv.field_size_limit(sys.maxsize)
 
 PAIR_COLUMNS = ["data_id", "input", "target", "contrast_step"] + [
     f"{side}_{f}" for side in ("positive", "negative")
     for f in ("run_index", "history", "visit_number", "value", "avg_depth")] + ["selected"]
-TEXT_COLUMNS = {"input", "target", "dataset", "source"}  # all other pair cells are JSON
 PAIRS_SUFFIX = ".pairs.csv"
 
 
@@ -52,145 +49,9 @@ def dataset_of(path) -> str:
     return Path(path).name.split(".", 1)[0]
 
 
-def iter_csv(path, json_columns=None):
-    """Yield (row number, {column: value}) from a quoted CSV, streaming.
-
-    json_columns: columns to JSON-decode, or None for the result-file rule (results.decode_cell).
-    A partial last record (file cut mid-row by a crash: no final line end) is dropped with a
-    warning, as results.read_results does; any other malformed record raises PairsError.
-    json_columns=set() leaves every cell as its text (pass-through without a decode).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise PairsError(f"{path}: no such file")
-    size = path.stat().st_size
-    if size == 0:
-        raise PairsError(f"{path}: empty file (no CSV header)")
-    with open(path, "rb") as fb:
-        fb.seek(-1, os.SEEK_END)
-        partial_tail = fb.read(1) != b"\n"
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, strict=True)
-        try:
-            header = next(reader)
-        except (csv.Error, UnicodeDecodeError, StopIteration) as e:
-            raise PairsError(f"{path}: unreadable CSV header ({e})") from None
-        held, i = None, 0  # one record of lookahead: only the last one may be partial
-        while True:
-            try:
-                fields = next(reader)
-            except StopIteration:
-                break
-            except (csv.Error, UnicodeDecodeError) as e:
-                # EOF inside a quoted field (or a cut multi-byte character) is a cut last row.
-                if partial_tail and ("end of data" in str(e) or isinstance(e, UnicodeDecodeError)):
-                    print(f"warning: {path}: row {i + 1}: ignoring a partial last row "
-                          f"(interrupted write)", file=sys.stderr)
-                    partial_tail = False
-                    break
-                raise PairsError(f"{path}: row {i + 1}: malformed CSV ({e})") from None
-            if held is not None:
-                yield _decode(path, header, held, i, json_columns)
-            i += 1
-            held = fields
-        if held is not None:
-            if partial_tail and len(held) != len(header):
-                print(f"warning: {path}: row {i}: ignoring a partial last row (interrupted write)",
-                      file=sys.stderr)
-            else:
-                yield _decode(path, header, held, i, json_columns)
-
-
-def _decode(path, header, fields, i, json_columns):
-    if len(fields) != len(header):
-        raise PairsError(f"{path}: row {i}: {len(fields)} fields, expected {len(header)}")
-    row = {}
-    for c, cell in zip(header, fields):
-        try:
-            if json_columns is None:
-                row[c] = decode_cell(c, cell)
-            elif c in json_columns:
-                row[c] = json.loads(cell)
-            else:
-                row[c] = cell
-        except json.JSONDecodeError as e:
-            raise PairsError(f"{path}: row {i}: column {c!r} is not valid JSON ({e})") from None
-    return i, row
-
-
-def _csv_line(values) -> str:
-    # Every field quoted (like result files) so a truncated row is detectable.
-    out = []
-    for v in values:
-        out.append('"' + v.replace('"', '""') + '"')
-    return ",".join(out) + "\r\n"
-
-
-def _cell(column, value) -> str:
-    # Scalars by hand: json.dumps per cell dominated the writing of millions of pair rows.
-    t = type(value)
-    if t is str and column in TEXT_COLUMNS:
-        return value
-    if t is bool:
-        return "true" if value else "false"
-    if t is int:
-        return str(value)
-    if t is float and math.isfinite(value):
-        return repr(value)  # what json.dumps writes for a finite float
-    return json.dumps(value, ensure_ascii=False)
-
-
-class AtomicWriter:
-    """A text file written under `<name>.tmp` and renamed into place by commit(); abort()
-    (or leaving the with-block by an exception) removes the temporary file."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
-        self.f = open(self.tmp, "w", encoding="utf-8", newline="")
-
-    def write(self, text):
-        self.f.write(text)
-
-    def commit(self):
-        self.f.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self):
-        self.f.close()
-        self.tmp.unlink(missing_ok=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *_):
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
-
-class PairWriter(AtomicWriter):
-    """Pair rows appended one at a time to a temporary CSV."""
-
-    def __init__(self, path, columns=PAIR_COLUMNS):
-        super().__init__(path)
-        self.columns = list(columns)
-        self.rows = 0
-        self.write(_csv_line(self.columns))
-
-    def add(self, row: dict):
-        # Pair rows from tree_pairs carry their histories already as JSON text (`_json`).
-        enc = row.get("_json") or {}
-        self.write(_csv_line([enc[c] if c in enc else _cell(c, row[c]) for c in self.columns]))
-        self.rows += 1
-
-
 def iter_pairs(path):
-    """(row number, pair row) from a pairs CSV; every column but the text ones JSON-decoded."""
-    for i, row in iter_csv(path, json_columns=set(PAIR_COLUMNS) - TEXT_COLUMNS):
-        yield i, row
+    """(row number, pair row) of a pairs CSV, streaming, cells decoded."""
+    yield from iter_results(path)
 
 
 # ------------------------------------------------------------------------- stage 1: tree -> pairs
@@ -436,7 +297,7 @@ def draw_tree_svg(path, runs, stats, pairs, policies=None, title=""):
         out.append(f'<text x="{x:.0f}" y="{y + 17:.0f}" text-anchor="middle">{node[-1]} t={temp:g}</text>')
         out.append(f'<text x="{x:.0f}" y="{y + 27:.0f}" text-anchor="middle">v={v:.2f} n={n}</text>')
     out.append("</svg>")
-    with AtomicWriter(path) as w:
+    with AtomicFile(path) as w:
         w.write("\n".join(out))
 
 
@@ -455,9 +316,9 @@ def process_result(result_files, out_dir, dataset, out_name=None, thre_value=0.5
     st = PairStats()
     drawn, to_draw, skipped = [], [], 0
     prompt_cache = {}
-    with PairWriter(out_path) as w:
+    with AtomicResultWriter(out_path, PAIR_COLUMNS) as w:
         for rf in result_files:
-            for i, row in iter_csv(rf):
+            for i, row in iter_results(rf):
                 where = f"{rf}: row {i} (index {row.get('index')!r})"
                 try:
                     env_state = (row.get("log_infos") or {}).get("env_state") \
@@ -481,7 +342,7 @@ def process_result(result_files, out_dir, dataset, out_name=None, thre_value=0.5
                     st.empty += 1
                 st.add_task(pairs, dropped)
                 for p in pairs:
-                    w.add(p)
+                    w.add(p, p.get("_json"))
                 if len(to_draw) < n_draw and any(p["selected"] for p in pairs):
                     # Drawn once the pairs file is complete: a failure leaves no outputs at all.
                     to_draw.append((row.get("index"), parse_tree(row)[0], stats, pairs, row.get("policies")))
@@ -518,7 +379,7 @@ def _selected_counts(files):
     for f in files:
         ds = dataset_of(f)
         per = counts.setdefault(ds, {})
-        for i, row in iter_csv(f, json_columns=set()):  # raw JSON text: compared, not decoded
+        for i, row in iter_results(f, raw=True):  # raw JSON text: compared, not decoded
             if row["selected"] == "true":
                 k = (str(f), row["data_id"])
                 per[k] = per.get(k, 0) + 1
@@ -586,10 +447,10 @@ def merge_all_pairs(pair_files, output, n_tasks=None, n_pairs=None, default_dens
         raise PairsError(f"no selected pairs in any of {len(files)} pair file(s); nothing to merge")
     seen = {}
     written = 0
-    with PairWriter(output, ["dataset", "source"] + PAIR_COLUMNS) as w:
+    with AtomicResultWriter(output, ["dataset", "source"] + PAIR_COLUMNS) as w:
         for f in files:
             ds = dataset_of(f)
-            for i, row in iter_csv(f, json_columns=set()):
+            for i, row in iter_results(f, raw=True):
                 if row["selected"] != "true":
                     continue
                 k = (str(f), row["data_id"])
@@ -600,7 +461,7 @@ def merge_all_pairs(pair_files, output, n_tasks=None, n_pairs=None, default_dens
                 if keep[k] is not None and ordinal not in keep[k]:
                     continue
                 # Cells stay as their JSON text: no decode/encode round trip for pass-through.
-                w.write(_csv_line([ds, str(f)] + [row[c] for c in PAIR_COLUMNS]))
+                w.add_cells([ds, str(f)] + [row[c] for c in PAIR_COLUMNS])
                 written += 1
     for ds, pl in plan.items():
         log(f"[merge_all_pairs] {ds}: {pl['tasks']} tasks, {pl['pairs']} of {pl['available']} "
@@ -699,7 +560,7 @@ def update_dataset_info(data_dir, name, file_name):
         if not isinstance(info, dict):
             raise PairsError(f"{path}: expected a JSON object of dataset entries")
     info[name] = dataset_info_entry(file_name)
-    with AtomicWriter(path) as w:
+    with AtomicFile(path) as w:
         w.write(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     return path
 
@@ -712,7 +573,7 @@ def prepare_dataset(pairs_file, data_dir, name, model_path, cutoff_len=4096, chu
     counter = TokenCounter(model_path)
     out = Path(data_dir) / f"{name}.json"
     kept = too_long = unselected = 0
-    with AtomicWriter(out) as w:
+    with AtomicFile(out) as w:
         w.write("[")
 
         def flush(batch):

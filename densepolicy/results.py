@@ -9,6 +9,7 @@ import csv
 import glob
 import io
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -19,7 +20,11 @@ SHARD_PATTERN = "{dataset}.None_split_0.0.{shard}.csv"
 # Columns whose cells are JSON; everything else is text. Task fields keep their own type in JSON
 # only when they are not strings (see encode_cell).
 JSON_COLUMNS = {"index", "score", "res", "steps", "turns", "history", "log_infos", "res_cur",
-                "full_index", "policies", "seed", "success"}
+                "full_index", "policies", "seed", "success",
+                # preference-pair files (densepolicy/pairs.py)
+                "data_id", "contrast_step", "selected",
+                *(f"{side}_{f}" for side in ("positive", "negative")
+                  for f in ("run_index", "history", "visit_number", "value", "avg_depth"))}
 
 
 class ResultFileError(ValueError):
@@ -39,8 +44,16 @@ def shard_path(directory: str | os.PathLike, dataset: str, shard) -> Path:
 
 
 def encode_cell(column: str, value) -> str:
-    if isinstance(value, str) and column not in JSON_COLUMNS:
+    t = type(value)
+    if t is str and column not in JSON_COLUMNS:
         return value
+    # Scalars by hand: json.dumps per cell dominated writing millions of pair rows.
+    if t is bool:
+        return "true" if value else "false"
+    if t is int:
+        return str(value)
+    if t is float and math.isfinite(value):
+        return repr(value)  # what json.dumps writes for a finite float
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -50,14 +63,14 @@ def decode_cell(column: str, text: str):
     return text
 
 
-def _rows_text(columns: list[str], rows: list[dict], header: bool = False) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-    if header:
-        writer.writerow(columns)
-    for row in rows:
-        writer.writerow([encode_cell(c, row.get(c)) for c in columns])
-    return buf.getvalue()
+def _line(cells) -> str:
+    """One CSV record, every field quoted (a cut row is then detectable), CRLF-terminated."""
+    return ",".join('"' + c.replace('"', '""') + '"' for c in cells) + "\r\n"
+
+
+def _encode_row(columns: list[str], row: dict, encoded: dict | None = None) -> str:
+    encoded = encoded or {}
+    return _line([encoded[c] if c in encoded else encode_cell(c, row.get(c)) for c in columns])
 
 
 def _record_ends(text: str):
@@ -114,7 +127,7 @@ class ResultWriter:
                 raise ResultFileError(f"{self.path}: existing file lacks columns {missing}")
             self.columns = header
         else:
-            self._write(_rows_text(self.columns, [], header=True))
+            self._write(_line(self.columns))
 
     def _write(self, text: str):
         # One write per row on an O_APPEND descriptor, then fsync: a kill can cut at most this row.
@@ -126,39 +139,132 @@ class ResultWriter:
             os.close(fd)
 
     def append(self, row: dict):
-        self._write(_rows_text(self.columns, [row]))
+        self._write(_encode_row(self.columns, row))
+
+
+def iter_results(path: str | os.PathLike, raw: bool = False):
+    """(row number, row) of a result or pair file, streaming: one row in memory at a time.
+
+    JSON cells are decoded (raw=True leaves every cell as its text, for pass-through copies). A
+    partial last row (a crash cut the file mid-row) is skipped with a warning; anything else
+    malformed raises ResultFileError naming the file and row.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ResultFileError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ResultFileError(f"{path}: empty file (no CSV header)")
+    with open(path, "rb") as fb:
+        fb.seek(-1, os.SEEK_END)
+        partial_tail = fb.read(1) != b"\n"
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, strict=True)
+        try:
+            header = next(reader)
+        except (csv.Error, UnicodeDecodeError, StopIteration) as e:
+            raise ResultFileError(f"{path}: unreadable CSV header ({e})") from None
+        held, i = None, 0  # one record of lookahead: only the last one may be partial
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except (csv.Error, UnicodeDecodeError) as e:
+                # EOF inside a quoted field (every field is quoted, so only a cut can leave one
+                # open), or a cut multi-byte character at the end: a cut last row.
+                if "end of data" in str(e) or (partial_tail and isinstance(e, UnicodeDecodeError)):
+                    _warn_partial(path, i + 1)
+                    partial_tail = False
+                    break
+                raise ResultFileError(f"{path}: row {i + 1}: malformed CSV ({e})") from None
+            if held is not None:
+                yield i, _decode_row(path, header, held, i, raw)
+            i += 1
+            held = fields
+        if held is not None:
+            if partial_tail:  # we end every record with a line end: this one was cut
+                _warn_partial(path, i)
+            else:
+                yield i, _decode_row(path, header, held, i, raw)
+
+
+def _warn_partial(path, i):
+    print(f"warning: {path}: row {i}: ignoring a partial last row (interrupted write)", file=sys.stderr)
+
+
+def _decode_row(path, header, fields, i, raw) -> dict:
+    if len(fields) != len(header):
+        raise ResultFileError(f"{path}: row {i} has {len(fields)} fields, expected {len(header)}")
+    if raw:
+        return dict(zip(header, fields))
+    row = {}
+    for column, cell in zip(header, fields):
+        try:
+            row[column] = decode_cell(column, cell)
+        except json.JSONDecodeError as e:
+            raise ResultFileError(f"{path}: row {i}: column {column!r} is not valid JSON ({e})") from None
+    return row
 
 
 def read_results(path: str | os.PathLike) -> list[dict]:
-    """All complete rows of a result file, JSON cells decoded. A partial last row is ignored with
-    a warning; anything else malformed raises ResultFileError naming file and row."""
-    path = Path(path)
-    if not path.exists():
-        raise ResultFileError(f"{path}: no such result file")
-    header, records, _, partial = _parse(path)
-    if header is None:
-        raise ResultFileError(f"{path}: empty or unreadable (no CSV header)")
-    if partial:
-        print(f"warning: {path}: ignoring a partial last row (interrupted run)", file=sys.stderr)
-    rows = []
-    for i, fields in enumerate(records, start=1):
-        row = {}
-        for column, cell in zip(header, fields):
-            try:
-                row[column] = decode_cell(column, cell)
-            except json.JSONDecodeError as e:
-                raise ResultFileError(f"{path}: row {i}: column {column!r} is not valid JSON ({e})")
-        rows.append(row)
-    return rows
+    """All complete rows of a result file (see iter_results)."""
+    return [row for _, row in iter_results(path)]
+
+
+class AtomicFile:
+    """A text file written under `<name>.tmp` and renamed into place on commit(); abort(), or
+    leaving the with-block by an exception, removes the temporary file: no partial output."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.f = open(self.tmp, "w", encoding="utf-8", newline="")
+
+    def write(self, text: str):
+        self.f.write(text)
+
+    def commit(self):
+        self.f.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self):
+        self.f.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        self.commit() if exc_type is None else self.abort()
+
+
+class AtomicResultWriter(AtomicFile):
+    """A whole result or pair file, rows streamed in, renamed into place at the end."""
+
+    def __init__(self, path: str | os.PathLike, columns: list[str]):
+        super().__init__(path)
+        self.columns = list(columns)
+        self.rows = 0
+        self.write(_line(self.columns))
+
+    def add_cells(self, cells: list[str]):
+        """One row of already encoded cell texts (a pass-through copy)."""
+        self.write(_line(cells))
+        self.rows += 1
+
+    def add(self, row: dict, encoded: dict | None = None):
+        """One row; `encoded` holds cells already encoded (e.g. JSON built incrementally)."""
+        self.write(_encode_row(self.columns, row, encoded))
+        self.rows += 1
 
 
 def write_results(path: str | os.PathLike, rows: list[dict], columns: list[str] | None = None):
     """Write a whole result file atomically (temporary name, then rename)."""
-    path = Path(path)
     columns = columns or list(dict.fromkeys(c for r in rows for c in r))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(_rows_text(columns, rows, header=True), encoding="utf-8", newline="")
-    os.replace(tmp, path)
+    with AtomicResultWriter(path, columns) as w:
+        for row in rows:
+            w.add(row)
 
 
 def done_indices(directory: str | os.PathLike, dataset: str) -> set:

@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 from agents.prompts import build_messages
 from densepolicy import pairs as P
-from densepolicy.results import ResultWriter, read_results, write_results
+from densepolicy.results import AtomicResultWriter, ResultWriter, read_results, write_results
 
 TREE_COLUMNS = ["index", "input", "target", "score", "res", "res_cur", "full_index", "steps",
                 "history", "policies", "log_infos"]
@@ -124,7 +124,7 @@ def test_exact_pairs_of_a_hand_built_tree(run_dir):
 
 def _pair_file(path, counts, seed_text="a"):
     """A pairs file with counts[i] selected pairs (plus one unselected) for task i."""
-    w = P.PairWriter(path)
+    w = AtomicResultWriter(path, P.PAIR_COLUMNS)
     for task, n in enumerate(counts):
         for j in range(n + 1):
             h = [{"role": "user", "content": f"task {task}"}]
@@ -150,7 +150,7 @@ def test_merge_top_tasks_seeded_downsampling_never_upsample(tmp_path):
                     "--output", str(out), "--n_tasks", "math=3", "--n_pairs", "math=10",
                     "--n_tasks", "babyai=5", "--n_pairs", "babyai=100", *extra)
         assert r.returncode == 0, r.stderr
-        return r, [row for _, row in P.iter_csv(out, json_columns={"data_id", "selected", "positive_run_index"})]
+        return r, read_results(out)
 
     r, rows = merge()
     math_rows = [x for x in rows if x["dataset"] == "math"]
@@ -185,7 +185,7 @@ def test_merge_dataset_without_selected_pairs(tmp_path):
     r = run_cli("post_process_training_data.py", "--merge_all_pairs", "--results_root", str(root),
                 "--output", str(out))
     assert r.returncode == 0 and "dataset gsm8k: no selected pairs" in r.stderr
-    assert len(list(P.iter_csv(out))) == 2
+    assert len(read_results(out)) == 2
 
 
 def test_prepare_dataset_records_cutoff_and_dataset_info(run_dir, tmp_path, model_path):
@@ -267,7 +267,7 @@ def test_malformed_csv_is_fatal_and_writes_nothing(run_dir):
     path.write_bytes(path.read_bytes() + b'"1","2"\r\n' + path.read_bytes().split(b"\r\n", 1)[1])
     r = process(run_dir)
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {path}: row 2: 2 fields, expected")
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {path}: row 2 has 2 fields, expected")
     assert _no_outputs(run_dir)
 
 

@@ -103,4 +103,4 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
     assert out.stderr.strip().count("\n") == 0 and "math.None_split_0.0.0.csv: row 1" in out.stderr
     assert not (tmp_path / "math.None_split_0.0.None.csv").exists()
     out = _cli("--see_score", "--data_dir", str(tmp_path), "--dataset_file_name_list", "nothing.{}.csv")
-    assert out.returncode == 1 and "no such result file" in out.stderr
+    assert out.returncode == 1 and "nothing.None.csv: no such file" in out.stderr
