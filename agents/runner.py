@@ -59,7 +59,7 @@ def make_task(dataset: str, row: dict, args, max_steps: int) -> Task:
                   max_tokens=args.max_tokens, max_context=args.max_context)
     if info["kind"] == "tool":
         return Task(kind="tool", setup=info["setup"], setup_kwargs={"task": row},
-                    tools_doc=info["tools_doc"], **common)
+                    tools_doc=info["tools_doc"], icl=info.get("icl"), **common)
     return Task(kind=info["kind"], target=str(row["target"]), **common)
 
 
