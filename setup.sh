@@ -2,6 +2,8 @@
 # Set everything up from nothing, idempotently: system tools, the virtual environment with pinned
 # packages, and the embedded model converted into a plain model directory (~/.cache/densepolicy).
 #   ./setup.sh            main environment (.venv)
+#   ./setup.sh --browser  also headless Chromium (chromium, chromium-driver) for the tree viewer's
+#                         browser test; ./test.sh asks for it, ./demo.sh does not need it
 # Re-running is cheap: each step is skipped when its result is already there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,6 +20,15 @@ if (( ${#need_apt[@]} )); then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
   else
     echo "error: please install ${pkgs[*]} (needed by the launcher)" >&2; exit 2
+  fi
+fi
+
+if [[ "${1:-}" == --browser ]] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "[setup] installing chromium chromium-driver (headless browser for tests/test_view_tree.py)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "error: please install chromium and chromium-driver (needed by tests/test_view_tree.py)" >&2; exit 2
   fi
 fi
 

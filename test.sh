@@ -3,7 +3,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
-./setup.sh
+./setup.sh --browser
 [[ -x setup_treedpo.sh ]] && ./setup_treedpo.sh
 export DATA_DIR="${DATA_DIR:-$( [[ -d ../shared/data ]] && cd ../shared/data && pwd || true)}"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "${@:-tests}"
