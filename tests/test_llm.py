@@ -27,10 +27,15 @@ def test_greedy_stop_strings_and_fan_out(model_server):
         stop = full.text[len(full.text) // 2:len(full.text) // 2 + 3]
         [cut] = await client.chat(COUNT, temperature=0.0, max_tokens=60, stop=[stop])
         assert cut.text == full.text[:full.text.find(stop)] and cut.finish_reason == "stop_string"
-        # The server ignores `n`; the client fans it out.
-        many = await client.chat(COUNT, temperature=1.0, max_tokens=20, n=3)
-        assert len(many) == 3 and all(c.text for c in many)
-        assert client.stats.completion_tokens > 0 and client.stats.requests == 5
+        # The server ignores `n`; the client fans it out. Temperature 1.0 really samples (the
+        # tree's siblings depend on it), temperature 0 really is greedy.
+        word = [{"role": "user", "content": "Write one random word."}]
+        many = await client.chat(word, temperature=1.0, max_tokens=12, n=4)
+        assert len(many) == 4 and all(c.text for c in many)
+        assert len({c.text for c in many}) > 1
+        greedy = await client.chat(word, temperature=0.0, max_tokens=12, n=2)
+        assert greedy[0].text == greedy[1].text
+        assert client.stats.completion_tokens > 0 and client.stats.requests == 8
         await client.close()
 
     asyncio.run(go())
