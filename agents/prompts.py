@@ -145,24 +145,19 @@ MATH_EXAMPLES = [
 # Tool-task examples also name the environment they were recorded in (`level`, `seed`: a seed
 # outside the train and test ranges), so a test can replay them and check every observation.
 BABYAI_EXAMPLES = [
-    dict(level="GoToRedBallGrey", seed=5007, question="go to the red ball",
-         env_state="You see:\n- grey key 3: 1 step ahead and 1 to the left\n- grey key 1: 2 steps ahead\n"
-                   "- grey key 2: 1 step ahead and 2 to the left\n"
-                   "- grey ball 1: 2 steps ahead and 1 to the right\n"
-                   "Walls: 2 steps to the right, 3 steps ahead.\nIn front of you: nothing.\n"
+    dict(level="GoToRedBallGrey", seed=5278, question="go to the red ball",
+         env_state="You see:\n- grey box 1: 2 steps ahead and 1 to the right\n"
+                   "- grey key 1: 2 steps ahead and 3 to the right\n"
+                   "Walls: 1 step to the left, 3 steps ahead.\nIn front of you: nothing.\n"
                    "You are carrying: nothing.",
          steps=[("act", "I do not see a red ball yet, so I turn to look around.", "turn_left()",
-                 "You turn left.\nYou see:\n- grey key 1: 2 steps to the right\n"
-                 "- grey key 3: 1 step ahead and 1 to the right\n"
-                 "- grey key 2: 2 steps ahead and 1 to the right\n"
-                 "- grey ball 2: 4 steps ahead and 1 to the left\n"
-                 "- red ball 1: 4 steps ahead and 3 to the left\n"
-                 "Walls: 3 steps to the right, 5 steps ahead.\nIn front of you: nothing.\n"
+                 "You turn left.\nYou see:\n- red ball 1: 3 steps to the left\n"
+                 "Walls: 1 step ahead, 3 steps to the right.\nIn front of you: a wall.\n"
                  "You are carrying: nothing."),
                 ("act", "Now I see red ball 1, so I go to it.", 'go_to("red ball 1")',
                  "You go to the red ball 1. You have completed the mission!\nYou see:\n"
-                 "- red ball 1: 1 step ahead\n- grey ball 2: 1 step ahead and 2 to the right\n"
-                 "Walls: 1 step to the left, 2 steps ahead.\nIn front of you: red ball 1.\n"
+                 "- red ball 1: 1 step ahead\n- grey ball 2: 3 steps to the left\n"
+                 "Walls: 1 step to the right, 2 steps ahead.\nIn front of you: red ball 1.\n"
                  "You are carrying: nothing.")]),
     dict(level="GoToRedBallGrey", seed=5011, question="go to the red ball",
          env_state="You see:\n- grey box 3: 2 steps ahead and 2 to the left\n"
