@@ -373,7 +373,7 @@ def discover_pair_files(root="eval_results"):
     return sorted(p for p in Path(root).rglob(f"*{PAIRS_SUFFIX}") if p.is_file())
 
 
-def _selected_counts(files):
+def selected_counts(files):
     """{dataset: {(file, data_id): selected pairs}} in first-seen order, one streaming pass."""
     counts = {}
     for f in files:
@@ -399,7 +399,7 @@ def merge_all_pairs(pair_files, output, n_tasks=None, n_pairs=None, default_dens
     files = [Path(f) for f in pair_files]
     if not files:
         raise PairsError("no pair files to merge (run --process_result first, or pass --pair_files)")
-    counts = _selected_counts(files)
+    counts = selected_counts(files)
     keep = {}  # (file, data_id) -> set of kept ordinal positions among that dataset's pairs
     plan = {}
     for ds, per in counts.items():

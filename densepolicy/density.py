@@ -1,0 +1,677 @@
+"""The density study (issue 7): with the number of preference pairs fixed, is it better to spend
+them on denser trees (more pairs per task, fewer tasks) or on more tasks?
+
+Density (SPEC §8). For one dataset, P is the number of pairs in a training set (the same for
+every density of the study), N the number of tasks they come from, P/N the trajectory density
+(pairs per task). merge_all_pairs keeps the N tasks with most selected pairs and draws P of their
+pairs uniformly (seeded), never upsampling. The densest set of P pairs comes from N_min tasks, the
+fewest top tasks whose selected pairs add up to at least P; its density P/N_min is the largest one
+these trees allow. A study density is given either as
+
+  fraction (default)  r in (0, 1]: a fraction of that largest density, pairs per task r*P/N_min,
+                      so N = round(N_min / r) (1.0: the densest set; 0.5: twice as many tasks,
+                      half the pairs each; 0.125: eight times as many tasks)
+  pairs_per_task      d: the pairs per task itself, so N = round(P / d) (needs N >= N_min)
+
+and every N must be at most the number of tasks that have selected pairs. With total pairs
+`auto`, P is the largest count for which every density of the study fits.
+
+Stages (each skipped when its output exists; every output is written under a temporary name and
+renamed, so an interrupted study resumes where it stopped):
+
+  per density   merge pairs    merge_all_pairs(n_tasks={ds: N}, n_pairs={ds: P}) -> OUT/<tag>/merged_pairs.csv
+                dataset        prepare_dataset -> OUT/data/density_<tag>.json (+ OUT/data/dataset_info.json)
+                train          llamafactory-cli train CONFIG ... -> OUT/<tag>/lora
+                merge adapter  TreeDPO/merge_lora.py -> OUT/<tag>/model (LoRA only; a full run is the model)
+                evaluate DS    distributed_test.sh MODEL DS codeact_agent (WAIT=1) -> OUT/<tag>/eval/...
+  base model    evaluate DS    the same, once, -> OUT/base/eval/...
+  report        OUT/density_results.csv, .md and density.png (accuracy against density)
+
+OUT/study.json records the settings; a rerun with other settings stops with an error instead of
+mixing outputs of two studies.
+"""
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from densepolicy import pairs as P
+from densepolicy.results import AtomicFile, SHARD_PATTERN, iter_results, read_results
+
+ROOT = Path(__file__).resolve().parent.parent
+UNITS = ("fraction", "pairs_per_task")
+RESULT_COLUMNS = ["dataset", "density", "pairs_per_task", "tasks_planned", "tasks", "pairs",
+                  "train_records", "train_loss", "eval_tasks", "solved", "accuracy"]
+
+
+class StudyError(ValueError):
+    """Settings or inputs that cannot make a study (before any stage ran); one line."""
+
+
+class StageError(RuntimeError):
+    """A stage failed: names the stage and the density; `details` holds the log's last lines."""
+
+    def __init__(self, stage, label, reason, details=""):
+        super().__init__(f"stage '{stage}' failed for {label}: {reason}")
+        self.stage, self.label, self.reason, self.details = stage, label, reason, details
+
+
+# --------------------------------------------------------------------------------- the plan
+def parse_densities(text) -> list[float]:
+    try:
+        values = [float(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise StudyError(f"densities must be comma-separated numbers, got {text!r}") from None
+    if not values or any(not math.isfinite(v) or v <= 0 for v in values):
+        raise StudyError(f"densities must be positive numbers, got {text!r}")
+    if len(set(values)) != len(values):
+        raise StudyError(f"densities repeat a value: {text!r}")
+    return sorted(values)
+
+
+def parse_total_pairs(text, datasets) -> dict:
+    """'auto', 'P' (every dataset) or 'DS=P,DS2=P2' -> {dataset: P or None (auto)}."""
+    text = str(text).strip()
+    if text == "auto":
+        return {ds: None for ds in datasets}
+    if text.isdigit():
+        return {ds: int(text) for ds in datasets}
+    out = {ds: None for ds in datasets}
+    for item in text.split(","):
+        name, sep, value = item.strip().partition("=")
+        if not sep or not (value.isdigit() or value == "auto") or name not in out:
+            raise StudyError(f"total pairs must be 'auto', an integer or DATASET=INTEGER for the "
+                             f"datasets {', '.join(datasets)}; got {item!r}")
+        out[name] = None if value == "auto" else int(value)
+    if any(v == 0 for v in out.values()):
+        raise StudyError("total pairs must be positive")
+    return out
+
+
+def density_tag(value) -> str:
+    return f"d{value:g}"
+
+
+def min_tasks(counts, p) -> int:
+    """Fewest tasks (counts sorted descending) whose pairs add up to at least p (0: none can)."""
+    total = 0
+    for k, c in enumerate(counts, start=1):
+        total += c
+        if total >= p:
+            return k
+    return 0
+
+
+def tasks_for(density, unit, p, n_min) -> int:
+    if unit == "fraction":
+        return max(n_min, _round(n_min / density))
+    return max(1, _round(p / density))
+
+
+def _round(x) -> int:
+    return int(math.floor(x + 0.5))  # halves up, not to even
+
+
+def check_density(density, unit, p, counts) -> tuple[int, str | None]:
+    """(N, None) when this density can be built from these trees with P pairs, else (N, why)."""
+    n_min = min_tasks(counts, p)
+    if n_min == 0:
+        return 0, f"its tasks hold {sum(counts)} selected pairs, fewer than {p}"
+    if unit == "fraction" and density > 1:
+        return 0, f"a fraction density must be at most 1, got {density:g}"
+    n = tasks_for(density, unit, p, n_min)
+    if unit == "pairs_per_task" and n < n_min:
+        return n, (f"{p} pairs at {density:g} per task would come from {n} tasks, but the "
+                   f"{n} tasks with most pairs hold only {sum(counts[:n])}")
+    if n > len(counts):
+        return n, (f"{p} pairs at density {density:g} need {n} tasks, but only {len(counts)} "
+                   f"tasks have selected pairs")
+    return n, None
+
+
+def auto_total_pairs(counts, densities, unit) -> int:
+    """The largest P for which every density fits (0 when none does)."""
+    cum, total = [], 0
+    for c in counts:
+        total += c
+        cum.append(total)
+    if not cum:
+        return 0
+    if unit == "fraction":
+        # N(r_min) = round(N_min / r_min) <= T  <=>  N_min <= k_max; P = pairs of the top k_max.
+        k = len(counts)
+        while k > 0 and _round(k / min(densities)) > len(counts):
+            k -= 1
+        candidates = range(cum[k - 1], 0, -1) if k else range(0)
+    else:
+        candidates = range(min(total, int((len(counts) + 0.5) * min(densities))), 0, -1)
+    for p in candidates:
+        if all(check_density(d, unit, p, counts)[1] is None for d in densities):
+            return p
+    return 0
+
+
+def selected_counts(pair_files) -> dict[str, list[int]]:
+    """{dataset: selected pairs per task, descending} over these pair files."""
+    # merge_all_pairs' own counting (densepolicy.pairs), so that plan and merge agree.
+    return {ds: sorted((c for c in per.values() if c > 0), reverse=True)
+            for ds, per in P.selected_counts(pair_files).items()}
+
+
+@dataclass
+class DensityPlan:
+    density: float
+    tag: str
+    tasks: dict          # dataset -> N
+    pairs: dict          # dataset -> P
+
+    @property
+    def label(self):
+        return f"density {self.density:g}"
+
+
+def make_plan(counts, datasets, densities, unit, total_pairs) -> tuple[dict, list[DensityPlan]]:
+    """({dataset: P}, one DensityPlan per density); StudyError naming dataset and density when
+    the trees cannot give one."""
+    if unit not in UNITS:
+        raise StudyError(f"density unit must be one of {', '.join(UNITS)}, got {unit!r}")
+    resolved = {}
+    for ds in datasets:
+        c = counts.get(ds) or []
+        if not c:
+            raise StudyError(f"dataset {ds}: no selected pairs in its pair files")
+        p = total_pairs.get(ds)
+        if p is None:
+            p = auto_total_pairs(c, densities, unit)
+            if p == 0:
+                raise StudyError(f"dataset {ds}: no pair count fits every density "
+                                 f"({', '.join(f'{d:g}' for d in densities)}) with its {len(c)} "
+                                 f"tasks; drop the smallest density or sample more trees")
+        resolved[ds] = p
+    plans = []
+    for d in densities:
+        tasks = {}
+        for ds in datasets:
+            n, why = check_density(d, unit, resolved[ds], counts[ds])
+            if why:
+                raise StudyError(f"density {d:g}, dataset {ds}: {why}; lower --total_pairs or "
+                                 f"drop that density")
+            tasks[ds] = n
+        plans.append(DensityPlan(d, density_tag(d), tasks, dict(resolved)))
+    return resolved, plans
+
+
+# ------------------------------------------------------------------------------- the study
+@dataclass
+class Study:
+    datasets: list
+    densities: list
+    out: Path
+    pair_files: list
+    unit: str = "fraction"
+    total_pairs: dict = field(default_factory=dict)   # dataset -> P or None (auto)
+    model: str = "SmolLM2-135M-Instruct"
+    treedpo_config: str = "TreeDPO/smollm2_lora_dpo_cpu.yaml"
+    treedpo_venv: str = ".venv-treedpo"
+    train_args: str = ""
+    cutoff_len: int = 4096
+    eval_tasks: int | None = None
+    eval_args: str = ""
+    eval_procs: int = 1
+    seed: int = 0
+    start_id: int = 950
+    port_base: int = 8450
+    num_gpus: str | None = None
+    verbose: bool = False
+    log: object = print
+
+    # ----------------------------------------------------------------------- plumbing
+    def __post_init__(self):
+        self.out = Path(self.out).resolve()
+        self.data_dir = self.out / "data"
+        self.logs = self.out / "logs"
+
+    def stage_line(self, stage, label, text):
+        self.log(f"== [{time.strftime('%H:%M:%S')}] {stage} ({label}): {text}")
+
+    def _path(self, p):
+        p = Path(p)
+        try:
+            return str(p.relative_to(Path.cwd()))
+        except ValueError:
+            return str(p)
+
+    def run_command(self, stage, label, argv, env=None, log_name=None):
+        """Run one stage's command from the repository root, its output in a log file."""
+        log_path = self.logs / (log_name or f"{label.replace(' ', '_')}.{stage.replace(' ', '_')}.log")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "w", encoding="utf-8") as f:
+            f.write("$ " + shlex.join(str(a) for a in argv) + "\n")
+            f.flush()
+            try:
+                proc = subprocess.Popen([str(a) for a in argv], cwd=ROOT, env=env, text=True,
+                                        errors="replace", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            except OSError as e:
+                raise StageError(stage, label, f"cannot start {argv[0]} ({e})") from None
+            for line in proc.stdout:
+                f.write(line)
+                if self.verbose:
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+            code = proc.wait()
+        if code != 0:
+            tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+            raise StageError(stage, label, f"exit {code} (log: {self._path(log_path)})", "\n".join(tail))
+        return log_path
+
+    # ----------------------------------------------------------------------- settings
+    def resolve(self):
+        """Plan the study and check it against OUT/study.json. Returns the plans."""
+        self.pair_files = [Path(f).resolve() for f in self.pair_files]
+        mine = [f for f in self.pair_files if P.dataset_of(f) in self.datasets]
+        missing = [ds for ds in self.datasets if not any(P.dataset_of(f) == ds for f in mine)]
+        if missing:
+            raise StudyError(f"no pair files (*{P.PAIRS_SUFFIX}) for {', '.join(missing)}: sample "
+                             f"trees and run post_process_training_data.py --process_result "
+                             f"first (see demo.sh), or pass --pair_files")
+        self.pair_files = mine
+        try:
+            counts = selected_counts(mine)
+        except (P.PairsError, P.ResultFileError) as e:
+            raise StudyError(str(e)) from None
+        self.resolved_pairs, self.plans = make_plan(counts, self.datasets, self.densities,
+                                                    self.unit, self.total_pairs)
+        cfg = Path(self.treedpo_config)
+        if not cfg.is_absolute():  # commands run from the repository root
+            cfg = Path.cwd() / cfg if (Path.cwd() / cfg).is_file() else ROOT / cfg
+        if not cfg.is_file():
+            raise StudyError(f"TreeDPO config {self.treedpo_config}: no such file")
+        self.config_path = cfg.resolve()
+        if Path(self.model).exists():  # a local model directory, named from anywhere
+            self.model = str(Path(self.model).resolve())
+        settings = self.settings()
+        stamp = self.out / "study.json"
+        if stamp.exists():
+            try:
+                old = json.loads(stamp.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                old = {}
+            differ = [k for k in settings if old.get(k) != settings[k]]
+            if differ:
+                raise StudyError(
+                    f"{stamp} holds a study made with other settings ({', '.join(differ)}); "
+                    f"finish it with its own settings or give another --out")
+        else:
+            with AtomicFile(stamp) as w:
+                w.write(json.dumps(settings, indent=2) + "\n")
+        return self.plans
+
+    def settings(self):
+        """What the cached outputs depend on (densities excepted: adding one is fine)."""
+        return {"datasets": self.datasets, "unit": self.unit, "total_pairs": self.resolved_pairs,
+                "seed": self.seed, "pair_files": [[str(f), f.stat().st_size] for f in self.pair_files],
+                "model": self.model, "treedpo_config": self.treedpo_config,
+                "train_args": self.train_args, "cutoff_len": self.cutoff_len,
+                "eval_tasks": self.eval_tasks, "eval_args": self.eval_args}
+
+    # ------------------------------------------------------------------------- stages
+    def merge_pairs(self, plan: DensityPlan) -> Path:
+        out = self.out / plan.tag / "merged_pairs.csv"
+        if out.exists():
+            self.stage_line("merge pairs", plan.label, f"skipped, {self._path(out)} exists")
+            return out
+        self.stage_line("merge pairs", plan.label, ", ".join(
+            f"{ds}: {plan.pairs[ds]} pairs from the top {plan.tasks[ds]} tasks" for ds in self.datasets))
+        lines = []
+        try:
+            P.merge_all_pairs(self.pair_files, out, n_tasks=plan.tasks, n_pairs=plan.pairs,
+                              default_density=None, seed=self.seed, log=lines.append)
+        except (P.PairsError, P.ResultFileError, OSError) as e:
+            raise StageError("merge pairs", plan.label, str(e)) from None
+        for line in lines:
+            self.log(f"   {line}")
+        return out
+
+    def dataset(self, plan: DensityPlan, merged: Path, model_path: str) -> str:
+        name = f"density_{plan.tag}"
+        data, summary = self.data_dir / f"{name}.json", self.out / plan.tag / "train_set.json"
+        info = self.data_dir / "dataset_info.json"
+        registered = False
+        if info.exists():
+            try:
+                registered = json.loads(info.read_text(encoding="utf-8")).get(name, {}).get("file_name") == data.name
+            except (json.JSONDecodeError, AttributeError):
+                registered = False
+        if data.exists() and summary.exists() and registered:
+            self.stage_line("dataset", plan.label, f"skipped, {self._path(data)} exists")
+            return name
+        self.stage_line("dataset", plan.label, f"{self._path(merged)} -> {self._path(data)}")
+        lines = []
+        try:
+            s = P.prepare_dataset(merged, self.data_dir, name, model_path, cutoff_len=self.cutoff_len,
+                                  log=lines.append)
+        except (P.PairsError, P.ResultFileError, OSError) as e:
+            raise StageError("dataset", plan.label, str(e)) from None
+        for line in lines:
+            self.log(f"   {line}")
+        if s["dropped_too_long"]:
+            self.log(f"   warning: {s['dropped_too_long']} pairs over {self.cutoff_len} tokens dropped: "
+                     f"this density trains on fewer pairs than asked")
+        with AtomicFile(summary) as w:
+            w.write(json.dumps({"records": s["kept"], "dropped_too_long": s["dropped_too_long"]}) + "\n")
+        return name
+
+    def train(self, plan: DensityPlan, name: str, model_path: str) -> Path:
+        out = self.out / plan.tag / "lora"
+        if out.is_dir():
+            self.stage_line("train", plan.label, f"skipped, {self._path(out)} exists")
+            return out
+        tmp = out.with_name(out.name + ".tmp")
+        _rmtree(tmp)
+        argv = [ROOT / self.treedpo_venv / "bin" / "llamafactory-cli", "train", self.config_path,
+                f"model_name_or_path={model_path}", f"dataset={name}", f"dataset_dir={self.data_dir}",
+                f"output_dir={tmp}", *shlex.split(self.train_args)]
+        self.stage_line("train", plan.label, f"{self.treedpo_config} on {name} -> {self._path(out)}")
+        t0 = time.monotonic()
+        try:
+            self.run_command("train", plan.label, argv)
+            if not ((tmp / "adapter_config.json").exists() or (tmp / "config.json").exists()):
+                raise StageError("train", plan.label, f"{tmp} holds neither an adapter nor a model")
+        except BaseException:
+            _rmtree(tmp)
+            raise
+        os.replace(tmp, out)
+        self.log(f"   trained in {time.monotonic() - t0:.0f}s; loss {_fmt_loss(train_loss(out))}")
+        return out
+
+    def merge_adapter(self, plan: DensityPlan, trained: Path, model_path: str) -> Path:
+        if not (trained / "adapter_config.json").exists():  # full fine-tuning: the model itself
+            self.stage_line("merge adapter", plan.label, f"skipped, {self._path(trained)} is a full model")
+            return trained
+        out = self.out / plan.tag / "model"
+        if (out / "config.json").exists():
+            self.stage_line("merge adapter", plan.label, f"skipped, {self._path(out)} exists")
+            return out
+        self.stage_line("merge adapter", plan.label, f"{self._path(trained)} -> {self._path(out)}")
+        # merge_lora.py writes OUT.tmp and renames it.
+        self.run_command("merge adapter", plan.label,
+                         [ROOT / self.treedpo_venv / "bin" / "python", ROOT / "TreeDPO" / "merge_lora.py",
+                          "--base", model_path, "--adapter", trained, "--out", out])
+        return out
+
+    # ---------------------------------------------------------------------- evaluation
+    def launcher(self, model, dataset, eval_root, dry_run=False):
+        env = {**os.environ, "WAIT": "1", "PORT_BASE": str(self.port_base),
+               "AGENT_ARGS": f"{self.eval_args} --output_root {shlex.quote(str(eval_root))}".strip()}
+        env.setdefault("LOG_DIR", str(self.logs / "launcher"))
+        if self.eval_tasks is not None:
+            env["TASK_LIMIT"] = str(self.eval_tasks)
+        else:
+            env.pop("TASK_LIMIT", None)
+        if self.num_gpus is not None:
+            env["NUM_GPUS"] = str(self.num_gpus)
+        if dry_run:
+            env["DRY_RUN"] = "1"
+        return ["bash", ROOT / "distributed_test.sh", model, dataset, "codeact_agent",
+                str(self.eval_procs), str(self.start_id)], env
+
+    def eval_target(self, model, dataset, eval_root):
+        """(result directory, task indices, max_turn) the launcher's agent will use: read from
+        its own dry run, so the launcher's per-dataset defaults and AGENT_ARGS count exactly."""
+        from agents import codeact_agent, runner
+        from dataset import DataError, load_tasks
+        from densepolicy.results import run_dir
+        argv, env = self.launcher(model, dataset, eval_root, dry_run=True)
+        r = subprocess.run([str(a) for a in argv], cwd=ROOT, env=env, capture_output=True, text=True)
+        line = next((x for x in r.stdout.splitlines() if x.startswith(("[agent ", "[driver "))), None)
+        if r.returncode != 0 or line is None:
+            raise StageError(f"evaluate {dataset}", "", f"the launcher's dry run failed: "
+                             f"{(r.stderr or r.stdout).strip().splitlines()[-1:] or ['no agent line']}")
+        words = shlex.split(line.split("] ", 1)[1])
+        words = words[words.index("--") + 1:] if "--" in words else words[3:]
+        p = runner.common_parser("")
+        codeact_agent.add_args(p)
+        args, _ = p.parse_known_args(words)
+        data_dir = args.data_dir or os.environ.get("DATA_DIR")
+        if not data_dir and (ROOT.parent / "shared" / "data").is_dir():  # the launcher's default
+            data_dir = str(ROOT.parent / "shared" / "data")
+        try:
+            tasks = load_tasks(dataset, args.split or codeact_agent.DEFAULT_SPLIT, data_dir)
+        except DataError as e:
+            raise StageError(f"evaluate {dataset}", "", str(e)) from None
+        if args.task_limit is not None:
+            tasks = tasks[:args.task_limit]
+        return (run_dir(args.output_root, codeact_agent.NAME, args.model, codeact_agent.run_name(args)),
+                [t["index"] for t in tasks], args.max_turn)
+
+    @staticmethod
+    def eval_rows(directory, dataset) -> dict:
+        """{task index: row} over every shard and merged file of the run (archived ones too)."""
+        rows = {}
+        pattern = SHARD_PATTERN.format(dataset=dataset, shard="*")
+        for path in sorted(Path(directory).rglob(pattern)) if Path(directory).is_dir() else []:
+            for row in read_results(path):
+                rows.setdefault(row["index"], row)
+        return rows
+
+    def evaluate(self, label, model, dataset, eval_root) -> dict:
+        stage = f"evaluate {dataset}"
+        try:
+            directory, indices, max_turn = self.eval_target(model, dataset, eval_root)
+        except StageError as e:
+            raise StageError(stage, label, e.reason) from None
+        rows = self.eval_rows(directory, dataset)
+        missing = [i for i in indices if i not in rows]
+        if not missing:
+            self.stage_line(stage, label, f"skipped, {len(indices)} tasks done in {self._path(directory)}")
+        else:
+            self.stage_line(stage, label, f"{len(missing)} of {len(indices)} test tasks -> {self._path(directory)}")
+            argv, env = self.launcher(model, dataset, eval_root)
+            t0 = time.monotonic()
+            try:
+                self.run_command(stage, label, argv, env)
+            except BaseException:
+                # A launcher that died (or was interrupted) may leave its sessions running: end
+                # exactly those it listed in its manifest, as `distributed_test.sh stop` does.
+                subprocess.run(["bash", str(ROOT / "distributed_test.sh"), "stop", str(self.start_id)],
+                               cwd=ROOT, env=env, capture_output=True)
+                raise
+            rows = self.eval_rows(directory, dataset)
+            missing = [i for i in indices if i not in rows]
+            if missing:
+                raise StageError(stage, label, f"{len(missing)} tasks have no result in {directory}")
+            self.log(f"   evaluated in {time.monotonic() - t0:.0f}s")
+        from densepolicy.merge import max_trial_accuracy
+        done = [rows[i] for i in indices]
+        acc = max_trial_accuracy(done, (max_turn,))[max_turn]
+        solved = sum(float(r["score"]) > 0 and (not isinstance(r.get("turns"), int) or r["turns"] <= max_turn)
+                     for r in done)
+        return {"eval_tasks": len(done), "solved": solved, "accuracy": acc}
+
+    # -------------------------------------------------------------------------- report
+    def set_stats(self, plan: DensityPlan, merged: Path) -> dict:
+        """{dataset: (pairs, tasks)} of a merged training set."""
+        pairs, tasks = {}, {}
+        for _, row in iter_results(merged, raw=True):
+            ds = row["dataset"]
+            pairs[ds] = pairs.get(ds, 0) + 1
+            tasks.setdefault(ds, set()).add((row["source"], row["data_id"]))
+        return {ds: (pairs.get(ds, 0), len(tasks.get(ds, ()))) for ds in self.datasets}
+
+    def report(self, rows):
+        csv_path, md_path = self.out / "density_results.csv", self.out / "density_results.md"
+        png = self.out / "density.png"
+        csv_text = table_csv(rows)
+        md_text = table_md(rows, self)
+        if (png.exists() and csv_path.exists() and md_path.exists()
+                and csv_path.read_text(encoding="utf-8") == csv_text
+                and md_path.read_text(encoding="utf-8") == md_text):
+            self.stage_line("report", "all", f"skipped, {self._path(csv_path)} is up to date")
+        else:
+            self.stage_line("report", "all", f"{self._path(csv_path)}, {self._path(md_path)}, {self._path(png)}")
+            plot(rows, png, self)
+            for path, text in ((csv_path, csv_text), (md_path, md_text)):
+                with AtomicFile(path) as w:
+                    w.write(text)
+        self.log("")
+        self.log(md_text.rstrip())
+        return csv_path, md_path, png
+
+    # ----------------------------------------------------------------------------- run
+    def run(self):
+        plans = self.resolve()
+        self.log(f"== density study in {self._path(self.out)}: "
+                 + "; ".join(f"{ds}: {p} pairs per training set, tasks "
+                             + ", ".join(f"{pl.tasks[ds]} (density {pl.density:g})" for pl in plans)
+                             for ds, p in self.resolved_pairs.items()))
+        for ds in self.datasets:
+            same = {}
+            for pl in plans:
+                same.setdefault(pl.tasks[ds], []).append(f"{pl.density:g}")
+            for n, ds_list in same.items():
+                if len(ds_list) > 1:
+                    self.log(f"   warning: {ds}: densities {', '.join(ds_list)} all come to {n} tasks "
+                             f"(too few tasks with pairs to tell them apart)")
+        from densepolicy.models import resolve_model
+        model_path = resolve_model(self.model)
+        rows = []
+        for plan in plans:
+            merged = self.merge_pairs(plan)
+            name = self.dataset(plan, merged, model_path)
+            trained = self.train(plan, name, model_path)
+            model = self.merge_adapter(plan, trained, model_path)
+            stats = self.set_stats(plan, merged)
+            records = json.loads((self.out / plan.tag / "train_set.json").read_text())["records"]
+            loss = train_loss(trained)
+            for ds in self.datasets:
+                res = self.evaluate(plan.label, str(model), ds, self.out / plan.tag / "eval")
+                pairs, tasks = stats[ds]
+                rows.append({"dataset": ds, "density": plan.density, "tasks_planned": plan.tasks[ds],
+                             "tasks": tasks, "pairs": pairs, "pairs_per_task": pairs / max(tasks, 1),
+                             "train_records": records, "train_loss": loss, **res})
+        for ds in self.datasets:  # last: a failing training stage shows before a long evaluation
+            res = self.evaluate("base", self.model, ds, self.out / "base" / "eval")
+            rows.append({"dataset": ds, "density": "base", **res})
+        rows.sort(key=lambda r: (self.datasets.index(r["dataset"]),
+                                 -1 if r["density"] == "base" else r["density"]))
+        return rows, self.report(rows)
+
+
+def _rmtree(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def train_loss(trained: Path):
+    try:
+        return json.loads((Path(trained) / "train_results.json").read_text())["train_loss"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return None
+
+
+def _fmt_loss(x):
+    return "-" if x is None else f"{x:.4f}"
+
+
+def _cell(row, key):
+    v = row.get(key)
+    if v is None or v == "":
+        return ""
+    if key == "accuracy":
+        return f"{v:.1f}"
+    if key == "pairs_per_task":
+        return f"{v:.2f}"
+    if key == "train_loss":
+        return f"{v:.4f}"
+    if key == "density" and v != "base":
+        return f"{v:g}"
+    return str(v)
+
+
+def table_csv(rows) -> str:
+    import csv
+    import io
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(RESULT_COLUMNS)
+    for r in rows:
+        w.writerow([_cell(r, k) for k in RESULT_COLUMNS])
+    return buf.getvalue()
+
+
+def table_md(rows, study) -> str:
+    unit = "fraction of the densest set" if study.unit == "fraction" else "pairs per task"
+    head = ["dataset", f"density ({unit})", "pairs/task", "tasks (planned)", "pairs",
+            "train records", "train loss", "test tasks", "accuracy %"]
+    lines = [f"Density study: {study.model}, "
+             + ", ".join(f"{ds} {p} pairs per training set" for ds, p in study.resolved_pairs.items())
+             + f"; {study.treedpo_config} {study.train_args}".rstrip(), "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        tasks = "" if r["density"] == "base" else f"{r['tasks']} ({r['tasks_planned']})"
+        lines.append("| " + " | ".join([
+            r["dataset"], "base model" if r["density"] == "base" else _cell(r, "density"),
+            _cell(r, "pairs_per_task"), tasks, _cell(r, "pairs"), _cell(r, "train_records"),
+            _cell(r, "train_loss"), _cell(r, "eval_tasks"), _cell(r, "accuracy")]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, path, study):
+    """Accuracy against density, one line per dataset, its base model as a dashed line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    densities = sorted({r["density"] for r in rows if r["density"] != "base"})
+    for i, ds in enumerate(study.datasets):
+        color = colors[i % len(colors)]
+        pts = sorted((r for r in rows if r["dataset"] == ds and r["density"] != "base"),
+                     key=lambda r: r["density"])
+        ax.plot([r["density"] for r in pts], [r["accuracy"] for r in pts], "o-", color=color,
+                lw=2, ms=7, label=f"{ds}: trained on {study.resolved_pairs[ds]} pairs")
+        for r in pts:
+            text = f"{r['tasks']} tasks"
+            if r["tasks"] != r["tasks_planned"]:
+                text += f"\n({r['tasks_planned']} planned)"
+            ax.annotate(text, (r["density"], r["accuracy"]), textcoords="offset points",
+                        xytext=(0, 9), ha="center", va="bottom", fontsize=8, color=color)
+        base = [r for r in rows if r["dataset"] == ds and r["density"] == "base"]
+        if base:
+            ax.axhline(base[0]["accuracy"], color=color, ls="--", lw=1.3,
+                       label=f"{ds}: base model ({base[0]['accuracy']:.1f}%)")
+    if len(densities) > 1 and densities[-1] / densities[0] >= 4:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(densities, [f"{d:g}" for d in densities])
+    ax.minorticks_off()
+    pad = 0.15 * (densities[-1] - densities[0]) if ax.get_xscale() == "linear" else 0
+    if pad:
+        ax.set_xlim(densities[0] - pad, densities[-1] + pad)
+    elif len(densities) == 1:
+        ax.set_xlim(densities[0] / 1.5, densities[0] * 1.5)
+    else:
+        ax.set_xlim(densities[0] / 1.3, densities[-1] * 1.3)
+    accs = [r["accuracy"] for r in rows]
+    lo, hi = max(0.0, min(accs) - 10), min(100.0, max(max(accs) + 10, 10.0))
+    ax.set_ylim(lo - 0.03 * (hi - lo), hi + 0.03 * (hi - lo))  # room for markers at the ends
+    ax.set_yticks([t for t in ax.get_yticks() if lo <= t <= hi])
+    ax.set_xlabel("trajectory density: " + ("fraction of the densest set (pairs per task / max)"
+                                            if study.unit == "fraction" else "pairs per task")
+                  + "\n(same pairs per training set; tasks = pairs / pairs per task)")
+    ax.set_ylabel("test accuracy (%)")
+    n = sorted({r["eval_tasks"] for r in rows})
+    ax.set_title(f"Denser trees vs more tasks: {Path(study.model).name}, "
+                 f"{'/'.join(map(str, n))} test tasks", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
