@@ -1,6 +1,7 @@
 """TreeDPO with the real LLaMA-Factory (in .venv-treedpo): our generated DPO dataset through its own
 data pipeline, a reduced LoRA DPO training run of the embedded model on CPU, and the merge of its
-adapter into a model directory that transformers loads and generates with.
+adapter into a model directory that transformers loads and generates with, and that
+distributed_test.sh serves to the downstream agent.
 
 Needs .venv-treedpo: made here by ./setup_treedpo.sh (idempotent; a no-op once set up). Set
 DENSEPOLICY_SKIP_TREEDPO=1 to skip these tests instead.
@@ -11,9 +12,9 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_launcher
 from densepolicy import pairs as P
-from densepolicy.results import write_results
+from densepolicy.results import model_dir_name, read_results, write_results
 import test_pairs as T
 
 VENV = ROOT / ".venv-treedpo"
@@ -126,3 +127,15 @@ def test_lora_dpo_train_merge_and_generate(treedpo, dataset_dir, model_path, tmp
     ids = model.generate(**enc, max_new_tokens=12, do_sample=False)
     text = tok.decode(ids[0][enc["input_ids"].shape[1]:], skip_special_tokens=True)
     assert text.strip()
+
+    # The downstream test serves the merged directory through the launcher, as users do.
+    out_root = tmp_path / "eval_results"
+    run = run_launcher(tmp_path, str(merged), "babyai_GoToRedBallGrey", "codeact_agent", 1, {
+        "TASK_LIMIT": "2", "AGENT_ARGS": f"--output_root {out_root} --n_icl 1 --max_steps 1 --max_tokens 32"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    [run_dir] = (out_root / f"codeact_agent.{model_dir_name(str(merged))}").iterdir()
+    rows = read_results(run_dir / "babyai_GoToRedBallGrey.None_split_0.0.0.csv")
+    assert sorted(r["index"] for r in rows) == [0, 1]
+    for row in rows:
+        [reply] = [m["content"] for m in row["history"] if m["role"] == "assistant"]
+        assert reply.strip()
