@@ -9,11 +9,13 @@ set -euo pipefail
 
 # ---- Editable constants -------------------------------------------------------------------------
 MODEL=SmolLM2-135M-Instruct
-DATASET=gsm8k              # trees on train tasks, evaluation on test tasks (see README)
-TREE_TASKS=4               # train tasks to sample trees on
+# An easy BabyAI level: the embedded model both solves and fails it, which is what pairs need
+# (it never solved a GSM8K or MATH Level 1 sample; see the README).
+DATASET=babyai_GoToRedBallGrey
+TREE_TASKS=5               # train tasks to sample trees on
 EVAL_TASKS=6               # test tasks to evaluate base and trained model on
-TREE_ARGS="--base 4 --max_steps 2 --window_size 4 --max_sample_number 8 --max_rollouts 12 --n_icl 2 --max_turn 2 --max_tokens 64"
-EVAL_ARGS="--n_icl 2 --max_steps 2 --max_turn 2 --max_tokens 64"
+TREE_ARGS="--n_icl 2 --base 3 --max_steps 2 --window_size 3 --max_sample_number 2 --max_rollouts 6 --max_tokens 40"
+EVAL_ARGS="--n_icl 2 --max_steps 2 --max_tokens 40"
 TRAIN_ARGS="max_steps=8 learning_rate=5.0e-4 cutoff_len=1024"
 OUT=eval_results/demo      # everything this job writes
 START_ID=900               # tmux session ids used by this job
@@ -67,10 +69,11 @@ if (( SELECTED == 0 )); then
 else
   stage "merge pairs" $PY post_process_training_data.py --merge_all_pairs --results_root "$OUT" \
     --output "$OUT/merged_pairs.csv" --default_density -1
+  # The dataset is registered in the job's own data directory, not in TreeDPO/data.
   stage "LLaMA-Factory dataset" $PY prepare_dataset.py --input "$OUT/merged_pairs.csv" --name demo_tree_dpo \
-    --model "$MODEL"
+    --model "$MODEL" --data_dir "$OUT/data"
   stage "DPO training" .venv-treedpo/bin/llamafactory-cli train TreeDPO/smollm2_lora_dpo_cpu.yaml \
-    model_name_or_path="$M" dataset=demo_tree_dpo output_dir="$OUT/lora" $TRAIN_ARGS
+    model_name_or_path="$M" dataset=demo_tree_dpo dataset_dir="$OUT/data" output_dir="$OUT/lora" $TRAIN_ARGS
   stage "merge adapter" .venv-treedpo/bin/python TreeDPO/merge_lora.py --base "$M" --adapter "$OUT/lora" \
     --out "$OUT/trained_model"
   MODELS+=("$(cd "$OUT/trained_model" && pwd)")
