@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Run an agent over a dataset: one model server per GPU, PROCESSES_PER_GPU agent processes per
-# server, each in its own tmux session, each on a contiguous shard of the tasks.
+# server, each in its own tmux session, each on a contiguous shard of the tasks. With LAUNCHER=ray,
+# the same run on every GPU of a Ray cluster instead: one worker per GPU owning its own server,
+# tasks handed out dynamically, results written by one driver (densepolicy/ray_backend.py).
 #
 #   ./distributed_test.sh MODEL DATASET AGENT PROCESSES_PER_GPU TMUX_START_ID
 #   ./distributed_test.sh stop TMUX_START_ID          # end the sessions and servers of that run
@@ -22,6 +24,10 @@
 #   PYTHON       interpreter (default: .venv/bin/python when present, else python3)
 #   LOG_DIR      where run logs go (default: logs/)
 #   DRY_RUN      1: print the server and agent command lines instead of running them
+#   SERVER_MAX_RESTARTS  restarts of a server that dies or hangs mid-run (default 3)
+#   LAUNCHER     tmux (default) or ray
+#   RAY_ADDRESS  ray only: the cluster to join (default: start a local one)
+#   RAY_WORKERS  ray only, without GPUs: how many CPU workers (default 1); RAY_WORKER_CPUS each (1)
 set -euo pipefail
 
 # ---- Editable constants: per-dataset agent settings (SPEC §4 and §5). AGENT_ARGS overrides. ----
@@ -43,6 +49,7 @@ VLLM_ARGS="--enable-prefix-caching --gpu-memory-utilization 0.9"
 # from the first one, so the tree's per-label temperatures would be ignored.
 TRANSFORMERS_ARGS="--no-continuous-batching"
 SERVER_START_TIMEOUT=900   # seconds to wait for a server to answer /health
+SERVER_MAX_RESTARTS="${SERVER_MAX_RESTARTS:-3}"   # a server that dies mid-run comes back this often
 # -------------------------------------------------------------------------------------------------
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -80,10 +87,21 @@ case "$AGENT" in
   codeact_agent_tree) DEFAULT_ARGS="${TREE_ARGS[$FAMILY]}" ;;
   *) die "unknown agent '$AGENT' (codeact_agent, codeact_agent_tree)" ;;
 esac
-command -v tmux >/dev/null || die "tmux is not installed (apt-get install tmux)"
+LAUNCHER="${LAUNCHER:-tmux}"
+[[ "$LAUNCHER" == tmux || "$LAUNCHER" == ray ]] || die "LAUNCHER must be tmux or ray, got '$LAUNCHER'"
+[[ "$SERVER_MAX_RESTARTS" =~ ^[0-9]+$ ]] || die "SERVER_MAX_RESTARTS must be a number, got '$SERVER_MAX_RESTARTS'"
+# The Ray driver runs in the foreground with WAIT=1, else in a tmux session like the agents.
+if [[ "$LAUNCHER" == tmux || "${WAIT:-0}" != 1 ]] && [[ "${DRY_RUN:-0}" != 1 ]]; then
+  command -v tmux >/dev/null || die "tmux is not installed (apt-get install tmux)"
+fi
 
 if [[ -z "${NUM_GPUS:-}" ]]; then
-  NUM_GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+  if [[ "$LAUNCHER" == ray && -n "${RAY_ADDRESS:-}" ]]; then  # the cluster's GPUs, not this host's
+    NUM_GPUS=$("$PY" -m densepolicy.ray_backend --count_gpus 2>/dev/null | tail -n 1) \
+      || die "cannot reach the Ray cluster at RAY_ADDRESS=$RAY_ADDRESS"
+  else
+    NUM_GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+  fi
 fi
 [[ "$NUM_GPUS" =~ ^[0-9]+$ ]] || die "NUM_GPUS must be a number, got '$NUM_GPUS'"
 ENGINE="${ENGINE:-$([[ $NUM_GPUS -gt 0 ]] && echo vllm || echo transformers)}"
@@ -134,7 +152,10 @@ start_server() {  # reuse our own server on this port if it serves the same mode
   mkdir -p "$LOG_ROOT/servers" "$RUN_LOGS/hf_cache"
   echo "$MODEL_PATH" >"$marker"
   local log="$LOG_ROOT/servers/$port.log"
-  tmux new-session -d -s "$session" "cd $(printf %q "$ROOT") && $cmd 2>&1 | tee $(printf %q "$log")"
+  # The supervisor restarts a server that dies or hangs (its pid is in servers/<port>.pid); the
+  # agents' LLM client waits across the restart and sends in-flight requests again.
+  tmux new-session -d -s "$session" "cd $(printf %q "$ROOT") && $(printf %q "$PY") -m densepolicy.supervisor \
+    --port $port --log $(printf %q "$log") --max_restarts $SERVER_MAX_RESTARTS --start_timeout $SERVER_START_TIMEOUT $(printf %q "$cmd")"
   echo "$session" >>"$MANIFEST"
   STARTED_SERVERS+=("$session")
   echo "started $session: $cmd"
@@ -153,6 +174,34 @@ wait_server() {
   done
   echo "server on port $port is up"
 }
+
+if [[ "$LAUNCHER" == ray ]]; then
+  # One worker per GPU (each starts the server line below with its GPU and port filled in), or
+  # RAY_WORKERS CPU workers; PROCESSES_PER_GPU x --concurrency tasks in flight per worker.
+  WORKERS=$(( NUM_GPUS > 0 ? NUM_GPUS : ${RAY_WORKERS:-1} ))
+  template="$(server_command '{gpu}' '{port}')"
+  cmd="$(printf %q "$PY") -m densepolicy.ray_backend --agent $AGENT --workers $WORKERS"
+  cmd+=" --gpus_per_worker $(( NUM_GPUS > 0 ? 1 : 0 )) --cpus_per_worker ${RAY_WORKER_CPUS:-1} --slots $PROCS"
+  cmd+=" --port_base $PORT_BASE --max_restarts $SERVER_MAX_RESTARTS --start_timeout $SERVER_START_TIMEOUT"
+  cmd+=" --log_dir $(printf %q "$RUN_LOGS") --server_command $(printf %q "$template")"
+  cmd+=" -- --model $(printf %q "$MODEL") --served_model $(printf %q "$SERVED_MODEL") --dataset $DATASET"
+  cmd+=" ${TASK_LIMIT:+--task_limit $TASK_LIMIT} $DEFAULT_ARGS ${AGENT_ARGS:-}"
+  session="dp_$START_ID"; log="$RUN_LOGS/driver.log"; status="$RUN_LOGS/driver.status"
+  if [[ "${DRY_RUN:-0}" == 1 ]]; then echo "[server ray worker] $template"; echo "[driver $session] $cmd"; exit 0; fi
+  echo "Ray driver: $WORKERS worker(s) on ${RAY_ADDRESS:-a local Ray cluster}; driver log $log, server logs $RUN_LOGS/server_<worker>.log on each worker's node"
+  if [[ "${WAIT:-0}" == 1 ]]; then
+    set +e; PYTHONUNBUFFERED=1 bash -c "$cmd" 2>&1 | tee "$log"; code=${PIPESTATUS[0]}; set -e
+    exit "$code"
+  fi
+  tmux has-session -t "=$session" 2>/dev/null && die "tmux session $session exists; pick another TMUX_START_ID or stop it"
+  rm -f "$status"
+  tmux new-session -d -s "$session" \
+    "cd $(printf %q "$ROOT") && export DATA_DIR=$(printf %q "$DATA_DIR") PYTHONUNBUFFERED=1 && $cmd 2>&1 | tee $(printf %q "$log"); echo \${PIPESTATUS[0]} >$(printf %q "$status")"
+  echo "$session" >>"$MANIFEST"
+  echo "started the Ray driver in tmux session $session; attach with: tmux attach -t $session"
+  echo "stop it (and its workers and servers) with: $0 stop $START_ID"
+  exit 0
+fi
 
 for (( g = 0; g < SERVERS; g++ )); do start_server "$g"; done
 for (( g = 0; g < SERVERS; g++ )); do wait_server "$g"; done
@@ -190,6 +239,7 @@ for entry in "${AGENT_SESSIONS[@]}"; do
     failed=1
     echo "shard $shard failed (exit $code); last lines of $RUN_LOGS/agent_$shard.log:" >&2
     tail -n 5 "$RUN_LOGS/agent_$shard.log" >&2 || true
+    echo "(server logs, restarts included: $LOG_ROOT/servers/)" >&2
   fi
   tmux kill-session -t "=$session" 2>/dev/null || true
 done

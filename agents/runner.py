@@ -7,11 +7,14 @@ tasks concurrently (asyncio), so a single process can keep a model server busy.
 import argparse
 import asyncio
 import collections
+import contextlib
 import math
 import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 from agents.codeact import Task
 from dataset import DataError, dataset_info, load_tasks
@@ -63,6 +66,41 @@ def make_task(dataset: str, row: dict, args, max_steps: int) -> Task:
     return Task(kind=info["kind"], target=str(row["target"]), **common)
 
 
+async def solve_task(agent, row: dict, ctx: Context) -> dict:
+    """One task, start to finish: the finished result row. Shared by the agent processes of the
+    tmux launcher and the workers of the Ray backend."""
+    task = make_task(ctx.args.dataset, row, ctx.args, agent.max_steps(ctx.args))
+    return await agent.solve(row, task, ctx)
+
+
+@contextlib.asynccontextmanager
+async def open_context(args, counters=None):
+    """The LLM client and the sandbox pool one process runs its tasks with."""
+    info = dataset_info(args.dataset)
+    llm = LLMClient(args.base_url, args.served_model or args.model, max_concurrency=args.max_requests,
+                    retry_seconds=args.llm_retry_seconds)
+    try:
+        async with SandboxPool(timeout=args.exec_timeout, preload=info["preload"],
+                               readable=(args.data_dir,) if args.data_dir else ()) as pool:
+            yield Context(args, llm, pool, collections.Counter() if counters is None else counters)
+    finally:
+        await llm.close()
+
+
+def load_run(agent, args) -> tuple[list[dict], Path, set]:
+    """(all tasks of the run, its result directory, indices already finished there)."""
+    tasks = load_tasks(args.dataset, args.split or agent.DEFAULT_SPLIT, args.data_dir)
+    if args.task_limit is not None:
+        tasks = tasks[:args.task_limit]
+    out_dir = run_dir(args.output_root, agent.NAME, args.model, agent.run_name(args))
+    done = done_indices(out_dir, args.dataset) if out_dir.exists() else set()
+    return tasks, out_dir, done
+
+
+def result_columns(agent, tasks: list[dict]) -> list[str]:
+    return list(dict.fromkeys([*tasks[0].keys(), *agent.COLUMNS]))
+
+
 def shard_tasks(tasks: list[dict], num_shards: int, shard_id: int) -> list[dict]:
     """Contiguous block `shard_id` of ceil(L/N) tasks. The blocks are cut from the full task list,
     not from the unfinished ones, so a rerun of one shard never overlaps another's work."""
@@ -73,9 +111,10 @@ def shard_tasks(tasks: list[dict], num_shards: int, shard_id: int) -> list[dict]
 class Progress:
     """A tqdm bar on a terminal; on a log, one plain line every `every` seconds and at the end."""
 
-    def __init__(self, total: int, label: str, llm: LLMClient, counters, every: float = 30.0):
-        self.total, self.label, self.llm, self.counters, self.every = total, label, llm, counters, every
+    def __init__(self, total: int, label: str, rate: Callable[[], float], counters, every: float = 30.0):
+        self.total, self.label, self.rate, self.counters, self.every = total, label, rate, counters, every
         self.done = self.solved = 0
+        self.last = time.monotonic()
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
@@ -84,7 +123,7 @@ class Progress:
     def figures(self) -> str:
         acc = 100.0 * self.solved / max(self.done, 1)
         extra = "".join(f", {k} {v}" for k, v in self.counters.items())
-        return f"acc {acc:.1f}%{extra}, {self.llm.stats.tokens_per_second():.1f} tok/s"
+        return f"acc {acc:.1f}%{extra}, {self.rate():.1f} tok/s"
 
     def update(self, solved: bool):
         self.done += 1
@@ -96,16 +135,21 @@ class Progress:
             self.line()
 
     def line(self):
+        self.last = time.monotonic()
         print(f"[{time.strftime('%H:%M:%S')}] {self.label}: {self.done}/{self.total} tasks, "
               f"{self.figures()}", flush=True)
 
+    def poke(self):
+        """Call every few seconds: fresh figures on the bar, or a line every `every` seconds."""
+        if self.bar is not None:
+            self.bar.set_postfix_str(self.figures())
+        elif time.monotonic() - self.last >= self.every:
+            self.line()
+
     async def tick(self):
         while True:
-            await asyncio.sleep(self.every if self.bar is None else 2.0)
-            if self.bar is None:
-                self.line()
-            else:
-                self.bar.set_postfix_str(self.figures())
+            await asyncio.sleep(2.0)
+            self.poke()
 
     def close(self):
         if self.bar is not None:
@@ -113,34 +157,22 @@ class Progress:
 
 
 async def run(agent, args) -> int:
-    split = args.split or agent.DEFAULT_SPLIT
-    tasks = load_tasks(args.dataset, split, args.data_dir)
-    if args.task_limit is not None:
-        tasks = tasks[:args.task_limit]
-    out_dir = run_dir(args.output_root, agent.NAME, args.model, agent.run_name(args))
-    done = done_indices(out_dir, args.dataset) if out_dir.exists() else set()
+    tasks, out_dir, done = load_run(agent, args)
     mine = [t for t in shard_tasks(tasks, args.num_shards, args.shard_id) if t["index"] not in done]
     path = shard_path(out_dir, args.dataset, args.shard_id)
-    print(f"{agent.NAME} on {args.dataset}/{split}: shard {args.shard_id}/{args.num_shards}, "
-          f"{len(mine)} tasks to run ({len(done)} already done) -> {path}", flush=True)
+    print(f"{agent.NAME} on {args.dataset}/{args.split or agent.DEFAULT_SPLIT}: shard {args.shard_id}/"
+          f"{args.num_shards}, {len(mine)} tasks to run ({len(done)} already done) -> {path}", flush=True)
     if not mine:
         return 0
-    columns = list(dict.fromkeys([*tasks[0].keys(), *agent.COLUMNS]))
-    writer = ResultWriter(path, columns)
-    llm = LLMClient(args.base_url, args.served_model or args.model, max_concurrency=args.max_requests,
-                    retry_seconds=args.llm_retry_seconds)
-    info = dataset_info(args.dataset)
-    counters = collections.Counter()
-    progress = Progress(len(mine), f"{args.dataset}[{args.shard_id}]", llm, counters)
+    writer = ResultWriter(path, result_columns(agent, tasks))
     limit = asyncio.Semaphore(args.concurrency)
-    async with SandboxPool(timeout=args.exec_timeout, preload=info["preload"],
-                           readable=(args.data_dir,) if args.data_dir else ()) as pool:
-        ctx = Context(args, llm, pool, counters)
+    async with open_context(args) as ctx:
+        progress = Progress(len(mine), f"{args.dataset}[{args.shard_id}]",
+                            ctx.llm.stats.tokens_per_second, ctx.counters)
 
         async def one(row):
             async with limit:
-                task = make_task(args.dataset, row, args, agent.max_steps(args))
-                result = await agent.solve(row, task, ctx)
+                result = await solve_task(agent, row, ctx)
             writer.append(result)
             progress.update(result["score"] > 0)
 
@@ -150,11 +182,11 @@ async def run(agent, args) -> int:
         finally:
             ticker.cancel()
             progress.close()
-            await llm.close()
     return 0
 
 
-def main(agent, argv=None) -> int:
+def parse_args(agent, argv=None) -> argparse.Namespace:
+    """The agent's flags (common ones plus its own), checked."""
     parser = common_parser(agent.__doc__.splitlines()[0])
     agent.add_args(parser)
     args = parser.parse_args(argv)
@@ -164,8 +196,18 @@ def main(agent, argv=None) -> int:
         dataset_info(args.dataset)
     except DataError as e:
         parser.error(str(e))
+    return args
+
+
+def main(agent, argv=None) -> int:
+    args = parse_args(agent, argv)
     try:
         return asyncio.run(run(agent, args))
-    except (DataError, LLMUnavailable) as e:
+    except DataError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except LLMUnavailable as e:
+        # One line: finished rows are on disk already, and a rerun skips them.
+        print(f"error: {e} (finished tasks are saved; the same command again does the rest)",
+              file=sys.stderr)
         return 1

@@ -94,15 +94,19 @@ def replay_history(history: list[dict], setup=None, setup_kwargs=None) -> int:
     return asyncio.run(go())
 
 
-def run_launcher(tmp_path, model, dataset, agent, procs, env: dict, timeout=1500):
-    """./distributed_test.sh with WAIT=1 on a free port, its own tmux socket and log dir."""
+def launcher_call(tmp_path, model, dataset, agent, procs, env: dict) -> tuple[list[str], dict]:
+    """(argv, environment) of ./distributed_test.sh with WAIT=1 on a free port, its own tmux
+    socket and log dir."""
     import random
     env = {**os.environ, "WAIT": "1", "NUM_GPUS": "0", "PORT_BASE": str(free_port()),
            "TMUX_TMPDIR": str(tmp_path), "LOG_DIR": str(tmp_path / "logs"), **env}
     start_id = str(random.randrange(1000, 90000))
-    return subprocess.run(["bash", str(ROOT / "distributed_test.sh"), model, dataset, agent,
-                           str(procs), start_id], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=timeout)
+    return ["bash", str(ROOT / "distributed_test.sh"), model, dataset, agent, str(procs), start_id], env
+
+
+def run_launcher(tmp_path, model, dataset, agent, procs, env: dict, timeout=1500):
+    argv, env = launcher_call(tmp_path, model, dataset, agent, procs, env)
+    return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
 
 
 def merge_and_score(run_dir, dataset):
@@ -111,3 +115,37 @@ def merge_and_score(run_dir, dataset):
                            "--see_score", "--data_dir", str(run_dir),
                            "--dataset_file_name_list", f"{dataset}.None_split_0.0.{{}}.csv"],
                           capture_output=True, text=True, cwd=ROOT)
+
+
+def kill_server_after_first_row(proc: subprocess.Popen, run_dir: Path, pid_file: Path,
+                                timeout: float = 900) -> tuple[int, int]:
+    """While the launcher `proc` runs, wait for its first finished row under `run_dir`, then
+    SIGKILL the model server itself (the pid in `pid_file`, not its supervisor). Returns
+    (killed pid, rows finished before the kill)."""
+    import signal
+    from densepolicy.results import read_results
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the run ended before the server could be killed"
+        rows = sum(len(read_results(p)) for p in run_dir.glob("*.csv")) if run_dir.exists() else 0
+        if rows and pid_file.exists():
+            pid = int(pid_file.read_text())
+            assert " serve " in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            os.kill(pid, signal.SIGKILL)
+            return pid, rows
+        time.sleep(0.2)
+    raise TimeoutError(f"no finished row under {run_dir} after {timeout}s")
+
+
+def wait_gone(pid: int, timeout: float = 60) -> bool:
+    """True once process `pid` has ended (a stopped server is reaped by its supervisor)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":  # ended, not yet reaped
+            return True
+        time.sleep(0.5)
+    return False

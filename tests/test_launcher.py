@@ -1,11 +1,13 @@
-"""distributed_test.sh: the exact command lines it starts (vLLM cannot run here) and bad input."""
+"""distributed_test.sh: the exact command lines it starts (vLLM cannot run here), bad input, and a
+server killed mid-run."""
 import os
 import re
 import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, kill_server_after_first_row, launcher_call, wait_gone
+from densepolicy.results import read_results
 
 
 def launch(*args, **env):
@@ -57,3 +59,50 @@ def test_bad_input_is_one_line_and_nonzero(args, env, message):
     out = launch(*args, **env)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and message in out.stderr
+
+
+def test_ray_command_lines_take_the_same_server_line_and_agent_flags():
+    out = launch("Meta-Llama-3-8B-Instruct", "math", "codeact_agent", "3", "7", DRY_RUN="1", LAUNCHER="ray",
+                 NUM_GPUS="2", PORT_BASE="9100", TASK_LIMIT="50", AGENT_ARGS="--max_steps 4")
+    assert out.returncode == 0, out.stderr
+    [server] = [l for l in out.stdout.splitlines() if l.startswith("[server")]
+    # The tmux launcher's vLLM line, with each worker's GPU and port filled in by the worker.
+    assert server == ("[server ray worker] CUDA_VISIBLE_DEVICES={gpu} vllm serve Meta-Llama-3-8B-Instruct "
+                      "--served-model-name Meta-Llama-3-8B-Instruct --host 127.0.0.1 --port {port} "
+                      "--enable-prefix-caching --gpu-memory-utilization 0.9")
+    [driver] = [l for l in out.stdout.splitlines() if l.startswith("[driver")]
+    assert driver.startswith("[driver dp_7] ") and "-m densepolicy.ray_backend --agent codeact_agent " in driver
+    assert "--workers 2 --gpus_per_worker 1 " in driver and "--slots 3 --port_base 9100 " in driver
+    assert re.search(r" -- --model Meta-Llama-3-8B-Instruct --served_model Meta-Llama-3-8B-Instruct "
+                     r"--dataset math --task_limit 50 --n_icl 1 --max_turn 10 --max_steps 30 +--max_steps 4$", driver)
+
+
+def test_bad_launcher_is_refused():
+    out = launch("M", "gsm8k", "codeact_agent", "1", "0", LAUNCHER="slurm")
+    assert out.returncode == 2 and "LAUNCHER must be tmux or ray" in out.stderr
+
+
+def test_server_killed_mid_run_is_restarted_and_every_task_finishes(tmp_path):
+    """The real model server is SIGKILLed after the first finished task: its supervisor starts it
+    again, the agent's requests wait and are sent again, and every task ends up in the results."""
+    out_root = tmp_path / "eval_results"
+    argv, env = launcher_call(tmp_path, "SmolLM2-135M-Instruct", "gsm8k", "codeact_agent", 1, {
+        "TASK_LIMIT": "4",
+        "AGENT_ARGS": f"--output_root {out_root} --n_icl 0 --max_steps 1 --max_turn 1 --max_tokens 16 "
+                      "--concurrency 1"})
+    servers = tmp_path / "logs" / "servers"
+    with open(tmp_path / "launcher.out", "w") as out:
+        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            run_dir = out_root / "codeact_agent.SmolLM2-135M-Instruct" / "greedy_1_1"
+            killed, finished = kill_server_after_first_row(proc, run_dir, servers / f"{env['PORT_BASE']}.pid")
+            assert proc.wait(900) == 0, (tmp_path / "launcher.out").read_text()
+        finally:
+            proc.kill()
+    assert finished < 4  # the kill really happened mid-run
+    log = (servers / f"{env['PORT_BASE']}.log").read_text()
+    assert f"server pid {killed} exited with code -9; restart 1/3" in log and "is back" in log
+    rows = [r for p in run_dir.glob("*.csv") for r in read_results(p)]
+    assert sorted(r["index"] for r in rows) == [0, 1, 2, 3]
+    # The launcher ends the servers it started, restarted ones included.
+    assert wait_gone(int((servers / f"{env['PORT_BASE']}.pid").read_text()))
