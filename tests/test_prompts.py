@@ -100,7 +100,7 @@ def test_example_turns_follow_protocol(kind, i, ex):
             assert lines[-1] == prompts.ACTION_END
 
 
-@pytest.mark.parametrize("i,ex", enumerate(prompts.BABYAI_EXAMPLES))
+@pytest.mark.parametrize("i,ex", list(enumerate(prompts.BABYAI_EXAMPLES)))
 def test_babyai_examples_replay_in_the_real_environment(i, ex):
     from dataset.babyai import Env
     env = Env(ex["level"], ex["seed"])
