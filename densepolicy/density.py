@@ -156,7 +156,7 @@ def auto_total_pairs(counts, densities, unit) -> int:
     return 0
 
 
-def selected_counts(pair_files) -> dict[str, list[int]]:
+def task_pair_counts(pair_files) -> dict[str, list[int]]:
     """{dataset: selected pairs per task, descending} over these pair files."""
     # merge_all_pairs' own counting (densepolicy.pairs), so that plan and merge agree.
     return {ds: sorted((c for c in per.values() if c > 0), reverse=True)
@@ -281,7 +281,7 @@ class Study:
                              f"first (see demo.sh), or pass --pair_files")
         self.pair_files = mine
         try:
-            counts = selected_counts(mine)
+            counts = task_pair_counts(mine)
         except (P.PairsError, P.ResultFileError) as e:
             raise StudyError(str(e)) from None
         self.resolved_pairs, self.plans = make_plan(counts, self.datasets, self.densities,
