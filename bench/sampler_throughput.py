@@ -2,8 +2,8 @@
 
 Both arms sample the same GSM8K train tasks with the same tree algorithm (`TreeSearch`), the same
 budgets, the same per-node work (one chat request to the model, then the action run in the
-sandbox) and the same server: the embedded SmolLM2-135M-Instruct behind a real `transformers
-serve` on the CPU, started here with the launcher's flags (distributed_test.sh TRANSFORMERS_ARGS).
+sandbox) and the same server: the embedded SmolLM2-135M-Instruct behind vLLM on the CPU (or
+`--engine transformers`), started with the launcher's own command line (densepolicy/engines.py).
 
 ours:      one process, asyncio: `agents.codeact_agent_tree.solve` on every task at once, each
            tree running all rollouts of a round concurrently (one future per node, shared).
@@ -19,9 +19,8 @@ Trees are sampled (temperatures > 0), so the two arms do not generate exactly th
 the comparison is therefore on rates: generated tokens per second (the headline ratio) and
 rollouts per second. Peak requests in flight are measured, to show each arm's concurrency.
 
-    python bench/sampler_throughput.py           # ~10 min on 2 busy CPU cores
-    python bench/sampler_throughput.py --tasks 4 --base 3 --max_steps 3 --window_size 2 \
-        --max_rollouts 6 --max_tokens 64     # the larger budget, ~4x longer
+    python bench/sampler_throughput.py           # a few minutes on 2 CPU cores with vLLM
+    python bench/sampler_throughput.py --engine transformers --tasks 2 --max_rollouts 3
 
 Ends with `ratio=<tokens/s ours / tokens/s baseline>` (> 1: the tree sampler is faster).
 Our arm runs first, so any server-side warm cache left behind (prefix blocks of the same
@@ -33,100 +32,24 @@ import collections
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from agents import codeact_agent_tree  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import MODEL, Server, log, record_requests, run_trees  # noqa: E402
 from agents.codeact import start_episode, step  # noqa: E402
-from agents.runner import Context, make_task  # noqa: E402
+from agents.runner import make_task  # noqa: E402
 from dataset import dataset_info, load_tasks  # noqa: E402
 from densepolicy.llm import LLMClient  # noqa: E402
 from densepolicy.sandbox import SandboxPool  # noqa: E402
 from densepolicy.tree import TreeSearch, label_temperature  # noqa: E402
 
 DATASET = "gsm8k"
-T0 = time.monotonic()
-
-
-def log(msg):
-    print(f"[{time.monotonic() - T0:7.1f}s] {msg}", flush=True)
-
-
-# ---- the server ---------------------------------------------------------------------------------
-
-def server_args():
-    line = next(l for l in (ROOT / "distributed_test.sh").read_text().splitlines()
-                if l.startswith("TRANSFORMERS_ARGS="))
-    return line.split("=", 1)[1].strip('"').split()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model_path, workdir):
-    port = free_port()
-    cli = shutil.which("transformers", path=str(Path(sys.executable).parent)) or "transformers"
-    logf = open(workdir / "server.log", "w")
-    cmd = [cli, "serve", *server_args(), "--host", "127.0.0.1", "--port", str(port), model_path]
-    log("starting server: " + " ".join(cmd))
-    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "HF_HUB_CACHE": str(workdir / "hf_cache")})
-    deadline = time.monotonic() + 600
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}; see {workdir / 'server.log'}:\n"
-                               + (workdir / "server.log").read_text()[-3000:])
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("server not healthy after 600 s")
-            time.sleep(1)
-    log(f"server healthy on port {port}")
-    return proc, logf, f"http://127.0.0.1:{port}/v1"
-
-
-def stop_server(proc, logf):
-    # A busy `transformers serve` waits for its requests on SIGTERM: give it 5 s, then SIGKILL.
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
-    logf.close()
 
 
 # ---- measurement helpers ------------------------------------------------------------------------
-
-def track_in_flight(llm):
-    """Wrap llm.chat (what `step` calls) to record the peak number of requests in flight."""
-    orig, state = llm.chat, {"now": 0, "peak": 0}
-
-    async def chat(*a, **k):
-        state["now"] += 1
-        state["peak"] = max(state["peak"], state["now"])
-        try:
-            return await orig(*a, **k)
-        finally:
-            state["now"] -= 1
-
-    llm.chat = chat
-    return state
-
 
 async def ticker(label, llm, counters, every=20.0):
     while True:
@@ -158,31 +81,13 @@ def search_of(args, seed):
 
 async def arm_ours(args, rows, base_url, model):
     """The real tree agent: codeact_agent_tree.solve on every task concurrently."""
-    llm = LLMClient(base_url, model, max_concurrency=args.max_requests, retry_seconds=120)
-    flight = track_in_flight(llm)
-    counters = collections.Counter()
-    async with SandboxPool(timeout=args.exec_timeout, preload=dataset_info(DATASET)["preload"]) as pool:
-        ctx = Context(args, llm, pool, counters)
-
-        async def one(row):
-            task = make_task(DATASET, row, args, codeact_agent_tree.max_steps(args))
-            out = await codeact_agent_tree.solve(row, task, ctx)
-            counters["tasks"] += 1
-            info = out["log_infos"]
-            log(f"  ours: task {row['index']} done: {info['rollouts']} rollouts, "
-                f"{info['nodes']} nodes, score {out['score']:.0f}")
-            return info
-
-        figures = await measured("ours", llm, counters, flight,
-                                 asyncio.gather(*[one(r) for r in rows]))
-    await llm.close()
-    return figures
+    return await run_trees(args, DATASET, rows, base_url, model)
 
 
 async def arm_baseline(args, rows, base_url, model):
     """P sequential workers, each sampling whole trees one rollout and one node at a time."""
     llm = LLMClient(base_url, model, max_concurrency=args.max_requests, retry_seconds=120)
-    flight = track_in_flight(llm)
+    flight = record_requests(llm)
     counters = collections.Counter()
     queue = collections.deque(rows)
     infos = []
@@ -244,22 +149,20 @@ async def warm_up(base_url, model):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    # Defaults sized for a shared 2-core machine where the CPU server gives ~1-3 tokens/s; the
-    # budget of the brief is `--tasks 4 --base 3 --max_steps 3 --window_size 2 --max_rollouts 6
-    # --max_tokens 64` (about 4x the work).
-    p.add_argument("--tasks", type=int, default=2, help="first N GSM8K train tasks")
+    p.add_argument("--engine", default="vllm", help="vllm (the CPU build here) or transformers")
+    p.add_argument("--tasks", type=int, default=4, help="first N GSM8K train tasks")
     p.add_argument("--workers", type=int, default=10, help="baseline workers (P)")
-    p.add_argument("--base", type=int, default=2)
-    p.add_argument("--max_steps", type=int, default=2)
-    p.add_argument("--window_size", type=int, default=1)
-    p.add_argument("--max_rollouts", type=int, default=3)
+    p.add_argument("--base", type=int, default=3)
+    p.add_argument("--max_steps", type=int, default=3)
+    p.add_argument("--window_size", type=int, default=2)
+    p.add_argument("--max_rollouts", type=int, default=6)
     # Huge: the rollout budget, not the pair target, ends every tree, so both arms do as much.
     p.add_argument("--max_sample_number", type=int, default=10_000)
     p.add_argument("--max_empty_rounds", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n_icl", type=int, default=0)
     p.add_argument("--max_turn", type=int, default=10)
-    p.add_argument("--max_tokens", type=int, default=32)
+    p.add_argument("--max_tokens", type=int, default=64)
     p.add_argument("--max_context", type=int, default=8192)
     p.add_argument("--exec_timeout", type=float, default=5.0)
     p.add_argument("--max_requests", type=int, default=64, help="our arm's LLM requests in flight")
@@ -274,24 +177,23 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.contrastive_method = "temperature"
     from densepolicy.models import resolve_model
-    model = str(resolve_model("SmolLM2-135M-Instruct"))
+    model_path = str(resolve_model(MODEL))
     rows = load_tasks(DATASET, "train", args.data_dir)[:args.tasks]
-    log(f"{len(rows)} {DATASET} train tasks; tree B={args.base} D={args.max_steps} "
+    log(f"{args.engine}: {len(rows)} {DATASET} train tasks; tree B={args.base} D={args.max_steps} "
         f"W={args.window_size} max_rollouts={args.max_rollouts} n_icl={args.n_icl} "
         f"max_tokens={args.max_tokens}; baseline P={args.workers}; {os.cpu_count()} CPUs")
     workdir = Path(tempfile.mkdtemp(prefix="bench-sampler-"))
-    proc, logf, base_url = start_server(model, workdir)
     arms = {"ours": arm_ours, "baseline": arm_baseline}
     results = {}
     try:
-        asyncio.run(warm_up(base_url, model))
-        for name in args.order.split(","):
-            log(f"arm {name}: start")
-            results[name] = asyncio.run(arms[name](args, rows, base_url, model))
-            r = results[name]
-            log(f"arm {name}: {r['wall']:.1f} s, {r['rollouts']} rollouts, {r['tokens']} tokens")
+        with Server(args.engine, workdir, model_path) as server:
+            asyncio.run(warm_up(server.base_url, server.served))
+            for name in args.order.split(","):
+                log(f"arm {name}: start")
+                results[name] = asyncio.run(arms[name](args, rows, server.base_url, server.served))
+                r = results[name]
+                log(f"arm {name}: {r['wall']:.1f} s, {r['rollouts']} rollouts, {r['tokens']} tokens")
     finally:
-        stop_server(proc, logf)
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"\n{'arm':<9} {'wall s':>7} {'rollouts':>8} {'rollouts/s':>10} {'nodes':>5} "

@@ -17,8 +17,9 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from densepolicy.engines import healthy
 
 # Run the server through this shim so that it dies with whoever started it (PR_SET_PDEATHSIG
 # survives exec): a supervisor or Ray worker killed with SIGKILL must not leave an orphaned
@@ -32,14 +33,6 @@ _SHIM = ("import ctypes, os, signal, sys\n"
 
 class ServerDown(RuntimeError):
     """The server could not be started, or died and could not be restarted."""
-
-
-def healthy(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=timeout):
-            return True
-    except Exception:  # refused, timed out, an error status, or a listener that does not speak HTTP
-        return False
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

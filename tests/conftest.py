@@ -1,6 +1,7 @@
-"""Shared fixtures: the real embedded model behind a real `transformers serve` process."""
+"""Shared fixtures: the real embedded model behind a real model server (vLLM on the CPU, as the
+launcher serves it), started once per test session through the launcher itself."""
 import os
-import shutil
+import random
 import socket
 import subprocess
 import sys
@@ -12,10 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-# The launcher's CPU server flags (distributed_test.sh TRANSFORMERS_ARGS), read from the script
-# so the tests serve exactly as users do.
-CPU_SERVER_ARGS = next(l.split("=", 1)[1].strip('"') for l in (ROOT / "distributed_test.sh").read_text()
-                       .splitlines() if l.startswith("TRANSFORMERS_ARGS=")).split()
+MODEL = "SmolLM2-135M-Instruct"
 
 
 def free_port() -> int:
@@ -40,30 +38,33 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 300) -> None
 @pytest.fixture(scope="session")
 def model_path() -> str:
     from densepolicy.models import resolve_model
-    return resolve_model("SmolLM2-135M-Instruct")
+    return resolve_model(MODEL)
 
 
 @pytest.fixture(scope="session")
-def model_server(model_path, tmp_path_factory):
-    """(base_url, served model name) of a real CPU server for the whole test session."""
-    port = free_port()
-    cache = tmp_path_factory.mktemp("hf_cache")
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "w")
-    cli = shutil.which("transformers", path=str(Path(sys.executable).parent)) or "transformers"
-    proc = subprocess.Popen([cli, "serve", *CPU_SERVER_ARGS, "--host", "127.0.0.1",
-                             "--port", str(port), model_path],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_CACHE": str(cache)},
-                            start_new_session=True)
+def shared_server(tmp_path_factory) -> dict:
+    """The launcher's environment (PORT_BASE, TMUX_TMPDIR, LOG_DIR) of one supervised server of the
+    embedded model, started with `./distributed_test.sh serve`: a launcher run given this
+    environment reuses the server instead of starting its own (start-up costs tens of seconds).
+    Tests that kill or restart a server start their own."""
+    home = tmp_path_factory.mktemp("shared_server")
+    env = {"NUM_GPUS": "0", "PORT_BASE": str(free_port()), "TMUX_TMPDIR": str(home),
+           "LOG_DIR": str(home / "logs")}
+    start_id = str(random.randrange(90000, 99999))
+    run = subprocess.run(["bash", str(ROOT / "distributed_test.sh"), "serve", MODEL, start_id],
+                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env}, timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
     try:
-        wait_healthy(f"http://127.0.0.1:{port}/health", proc)
-        yield f"http://127.0.0.1:{port}/v1", model_path
+        yield env
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        subprocess.run(["bash", str(ROOT / "distributed_test.sh"), "stop", start_id], capture_output=True,
+                       cwd=ROOT, env={**os.environ, **env}, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def model_server(shared_server):
+    """(base_url, served model name) of the shared server."""
+    return f"http://127.0.0.1:{shared_server['PORT_BASE']}/v1", MODEL
 
 
 def replay_history(history: list[dict], setup=None, setup_kwargs=None) -> int:
@@ -96,8 +97,7 @@ def replay_history(history: list[dict], setup=None, setup_kwargs=None) -> int:
 
 def launcher_call(tmp_path, model, dataset, agent, procs, env: dict) -> tuple[list[str], dict]:
     """(argv, environment) of ./distributed_test.sh with WAIT=1 on a free port, its own tmux
-    socket and log dir."""
-    import random
+    socket and log dir (a `shared_server` in `env` overrides these three)."""
     env = {**os.environ, "WAIT": "1", "NUM_GPUS": "0", "PORT_BASE": str(free_port()),
            "TMUX_TMPDIR": str(tmp_path), "LOG_DIR": str(tmp_path / "logs"), **env}
     start_id = str(random.randrange(1000, 90000))
@@ -130,7 +130,8 @@ def kill_server_after_first_row(proc: subprocess.Popen, run_dir: Path, pid_file:
         rows = sum(len(read_results(p)) for p in run_dir.glob("*.csv")) if run_dir.exists() else 0
         if rows and pid_file.exists():
             pid = int(pid_file.read_text())
-            assert " serve " in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            assert "--port" in cmdline and ("vllm" in cmdline or " serve " in cmdline), cmdline
             os.kill(pid, signal.SIGKILL)
             return pid, rows
         time.sleep(0.2)

@@ -8,9 +8,10 @@ def _rows(run_dir, dataset):
     return [r for shard in (0, 1) for r in read_results(run_dir / f"{dataset}.None_split_0.0.{shard}.csv")]
 
 
-def test_alfworld_put_eval_and_per_type_scores(tmp_path):
+def test_alfworld_put_eval_and_per_type_scores(tmp_path, shared_server):
     out_root = tmp_path / "eval_results"
     run = run_launcher(tmp_path, "SmolLM2-135M-Instruct", "alfworld_put", "codeact_agent", 2, {
+        **shared_server,
         "TASK_LIMIT": "2", "AGENT_ARGS": f"--output_root {out_root} --max_steps 2 --max_tokens 120"})
     assert run.returncode == 0, run.stdout + run.stderr
     run_dir = out_root / "codeact_agent.SmolLM2-135M-Instruct" / "greedy_10_2"
@@ -28,9 +29,10 @@ def test_alfworld_put_eval_and_per_type_scores(tmp_path):
     assert "put:" in score.stdout and "mean:" in score.stdout
 
 
-def test_babyai_trees(tmp_path):
+def test_babyai_trees(tmp_path, shared_server):
     out_root = tmp_path / "eval_results"
     run = run_launcher(tmp_path, "SmolLM2-135M-Instruct", "babyai", "codeact_agent_tree", 2, {
+        **shared_server,
         "TASK_LIMIT": "2",
         "AGENT_ARGS": f"--output_root {out_root} --base 2 --max_steps 2 --window_size 1 "
                       "--max_sample_number 1 --max_rollouts 3 --max_tokens 80"})

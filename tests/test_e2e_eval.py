@@ -6,7 +6,7 @@ from densepolicy.results import read_results
 COLUMNS = {"index", "input", "target", "score", "steps", "turns", "history", "log_infos"}
 
 
-def test_gsm8k_eval_through_the_launcher_and_merge(tmp_path):
+def test_gsm8k_eval_through_the_launcher_and_merge(tmp_path, shared_server):
     out_root = tmp_path / "eval_results"
     run = run_launcher(tmp_path, "SmolLM2-135M-Instruct", "gsm8k", "codeact_agent", 2, {
         "TASK_LIMIT": "2",

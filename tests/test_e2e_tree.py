@@ -19,7 +19,7 @@ def labels(key: str) -> tuple:
     return tuple(int(x) for x in key.split(","))
 
 
-def test_gsm8k_trees_through_the_launcher(tmp_path):
+def test_gsm8k_trees_through_the_launcher(tmp_path, shared_server):
     out_root = tmp_path / "eval_results"
     run = run_launcher(tmp_path, "SmolLM2-135M-Instruct", "gsm8k", "codeact_agent_tree", 2, {
         "TASK_LIMIT": "2",

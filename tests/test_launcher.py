@@ -1,5 +1,5 @@
-"""distributed_test.sh: the exact command lines it starts (vLLM cannot run here), bad input, and a
-server killed mid-run."""
+"""distributed_test.sh: the exact command lines it starts (the GPU ones cannot run here), bad
+input, and a real vLLM CPU server killed mid-run."""
 import os
 import re
 import subprocess
@@ -36,14 +36,18 @@ def test_vllm_command_lines_one_server_per_gpu():
         assert re.search(r"--n_icl 1 --max_turn 10 --max_steps 30 +--max_steps 4$", line)
 
 
-def test_cpu_default_is_one_transformers_server():
+def test_cpu_default_is_one_vllm_cpu_server():
     out = launch("SmolLM2-135M-Instruct", "gsm8k", "codeact_agent_tree", "2", "0", DRY_RUN="1",
                  NUM_GPUS="0")
     assert out.returncode == 0, out.stderr
-    servers = [l for l in out.stdout.splitlines() if l.startswith("[server")]
-    assert len(servers) == 1 and "serve --no-continuous-batching --device cpu" in servers[0]
+    [server] = [l for l in out.stdout.splitlines() if l.startswith("[server")]
+    assert server.startswith("[server dp_server_8000] VLLM_CPU_NUM_OF_RESERVED_CPU=0 ")
+    assert (f"{ROOT}/.venv-vllm/bin/python -m vllm.entrypoints.openai.api_server --model SmolLM2-135M-Instruct "
+            "--served-model-name SmolLM2-135M-Instruct --host 127.0.0.1 --port 8000 --enable-prefix-caching "
+            "--max-model-len 8192 --kv-cache-memory-bytes 2G --enforce-eager") in server
     agents = [l for l in out.stdout.splitlines() if l.startswith("[agent")]
     assert len(agents) == 2 and all("--base_url http://127.0.0.1:8000/v1" in a for a in agents)
+    assert all("--served_model SmolLM2-135M-Instruct " in a for a in agents)
     assert all("--base 10 --window_size 16 --max_steps 32 --max_sample_number 256" in a for a in agents)
 
 
@@ -52,7 +56,10 @@ def test_cpu_default_is_one_transformers_server():
     (("M", "gsm8k", "react_agent", "1", "0"), {}, "unknown agent 'react_agent'"),
     (("M", "gsm8k", "codeact_agent", "two", "0"), {}, "PROCESSES_PER_GPU must be a positive integer"),
     (("M", "gsm8k", "codeact_agent", "1"), {}, "usage:"),
-    (("M", "gsm8k", "codeact_agent", "1", "0"), {"NUM_GPUS": "0", "ENGINE": "vllm"}, "ENGINE=vllm needs GPUs"),
+    (("M", "gsm8k", "codeact_agent", "1", "0"), {"NUM_GPUS": "0", "ENGINE": "vllm",
+                                                 "VLLM_CPU_VENV": "/nonexistent"}, "the CPU engine is not installed"),
+    (("M", "gsm8k", "codeact_agent", "1", "0"), {"ENGINE": "tgi"}, "ENGINE must be vllm or transformers"),
+    (("serve", "M"), {}, "usage:"),
     (("stop", "424242"), {}, "no run with TMUX_START_ID 424242"),
 ])
 def test_bad_input_is_one_line_and_nonzero(args, env, message):
@@ -75,6 +82,16 @@ def test_ray_command_lines_take_the_same_server_line_and_agent_flags():
     assert "--workers 2 --gpus_per_worker 1 " in driver and "--slots 3 --port_base 9100 " in driver
     assert re.search(r" -- --model Meta-Llama-3-8B-Instruct --served_model Meta-Llama-3-8B-Instruct "
                      r"--dataset math --task_limit 50 --n_icl 1 --max_turn 10 --max_steps 30 +--max_steps 4$", driver)
+
+
+def test_transformers_fallback_command_line():
+    out = launch("SmolLM2-135M-Instruct", "gsm8k", "codeact_agent", "1", "0", DRY_RUN="1", NUM_GPUS="0",
+                 ENGINE="transformers")
+    assert out.returncode == 0, out.stderr
+    [server] = [l for l in out.stdout.splitlines() if l.startswith("[server")]
+    assert "serve --no-continuous-batching --device cpu --host 127.0.0.1 --port 8000 SmolLM2-135M-Instruct" in server
+    # transformers serve answers to the path it loaded, so that is the name the agents ask for.
+    assert all("--served_model SmolLM2-135M-Instruct " in l for l in out.stdout.splitlines() if l.startswith("[agent"))
 
 
 def test_bad_launcher_is_refused():
