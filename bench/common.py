@@ -50,7 +50,7 @@ class Server:
         self.logf = open(self.log_path, "w")
         log(f"starting {self.engine}: {command}")
         t = time.monotonic()
-        self.proc = subprocess.Popen(["bash", "-c", f"exec {command}"], stdout=self.logf,
+        self.proc = subprocess.Popen(["bash", "-c", command], stdout=self.logf,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         while not engines.healthy(self.port, timeout=2):
             if self.proc.poll() is not None:
