@@ -76,6 +76,8 @@ def main(argv=None):
     ap.add_argument("--thre_max", type=int, default=THRE_MAX)
     ap.add_argument("--max_length", type=int, default=MAX_LENGTH)
     ap.add_argument("--n_draw", type=int, default=N_DRAW)
+    ap.add_argument("--keep_truncated", action="store_true",
+                    help="keep pairs whose reply was cut off at max_tokens (dropped and counted by default)")
     ap.add_argument("--skip_bad_rows", action="store_true",
                     help="warn about and skip a malformed row instead of stopping")
     ap.add_argument("--results_root", default=RESULTS_ROOT, help="where *.pairs.csv are discovered")
@@ -99,7 +101,7 @@ def main(argv=None):
             P.process_result(files, Path(args.data_dir) / args.data_sub_dir, dataset, out_name=name,
                              thre_value=args.thre_value, thre_max=args.thre_max,
                              max_length=args.max_length, n_draw=args.n_draw,
-                             skip_bad_rows=args.skip_bad_rows)
+                             skip_bad_rows=args.skip_bad_rows, keep_truncated=args.keep_truncated)
         if args.merge_all_pairs:
             files = args.pair_files or P.discover_pair_files(args.results_root)
             n_tasks = {**N_TASKS, **key_values(args.n_tasks, "--n_tasks")}

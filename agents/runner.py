@@ -190,6 +190,8 @@ def parse_args(agent, argv=None) -> argparse.Namespace:
     parser = common_parser(agent.__doc__.splitlines()[0])
     agent.add_args(parser)
     args = parser.parse_args(argv)
+    if hasattr(agent, "check_args"):
+        agent.check_args(args, parser)
     if not 0 <= args.shard_id < args.num_shards:
         parser.error(f"--shard_id {args.shard_id} is outside 0..{args.num_shards - 1}")
     try:

@@ -123,12 +123,15 @@ def main(argv=None):
     results = {}
     try:
         results["vllm"] = run_engine("vllm", args, model_path, workdir, rows_of)
+        results["transformers"] = run_engine("transformers", args, model_path, workdir, rows_of)
         if not args.skip_compiled:
             engines.VLLM_CPU_EAGER = False
-            with Server("vllm", workdir, model_path) as compiled:
-                results["compiled_startup"] = compiled.startup
+            try:
+                with Server("vllm", workdir, model_path, timeout=400) as compiled:
+                    results["compiled_startup"] = compiled.startup
+            except RuntimeError as e:
+                log(f"compiled vLLM did not start: {e}")
             engines.VLLM_CPU_EAGER = True
-        results["transformers"] = run_engine("transformers", args, model_path, workdir, rows_of)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

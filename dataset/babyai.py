@@ -5,9 +5,11 @@ by minigrid's BabyAIBot and expressible with the tools below:
   GoToRedBallGrey, GoToRedBall, GoToObj, GoToLocal, PickupDist, PickupLoc, PutNextLocal,
   GoToDoor, GoToObjDoor, OpenDoor, UnlockLocal
 Splits (per level; a task is a (level, seed) pair, the level generated offline from the seed):
-  test  = seeds TEST_SEEDS  = [0, 20)            -> 11 * 20 = 220 tasks
+  test  = seeds TEST_SEEDS  = [0, 1000)          -> 1000 per level, 11 * 1000 = 11000 tasks
   train = seeds TRAIN_SEEDS = [100000, 100100)   -> 11 * 100 = 1100 tasks
+Both are disjoint from the in-context examples' seeds (agents/prompts.py, 5000-5999).
 Tasks are listed seed-major (all levels for seed s, then s+1), so any prefix mixes levels.
+A level's missions are generated once per split and kept in the cache (models.cache_dir()).
 Dataset "babyai" = all levels; "babyai_<level>" (case-insensitive, e.g. babyai_gotolocal) = one.
 
 Objects are named "<color> <type> <n>" (e.g. "red ball 1", "blue door 2"), numbered per color and
@@ -30,7 +32,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # minigrid imports pyg
 
 LEVELS = ["GoToRedBallGrey", "GoToRedBall", "GoToObj", "GoToLocal", "PickupDist", "PickupLoc",
           "PutNextLocal", "GoToDoor", "GoToObjDoor", "OpenDoor", "UnlockLocal"]
-TEST_SEEDS = range(0, 20)
+TEST_SEEDS = range(0, 1000)
 TRAIN_SEEDS = range(100_000, 100_100)
 SPLITS = {"train": TRAIN_SEEDS, "test": TEST_SEEDS}
 
@@ -82,13 +84,30 @@ def load_tasks(dataset: str, split: str, data_dir: str | None = None) -> list[di
     levels = _levels_of(dataset)
     if split not in SPLITS:
         raise DataError(f"unknown BabyAI split {split!r}; expected one of {', '.join(SPLITS)}")
+    seeds = SPLITS[split]
+    missions = {level: _missions(level, seeds) for level in levels}
     tasks = []
-    for seed in SPLITS[split]:
+    for i, seed in enumerate(seeds):
         for level in levels:
-            mission = _make_gym(level, seed).unwrapped.mission
-            tasks.append({"index": len(tasks), "input": mission, "target": "", "level": level,
+            tasks.append({"index": len(tasks), "input": missions[level][i], "target": "", "level": level,
                           "seed": seed})
     return tasks
+
+
+def _missions(level: str, seeds: range) -> list[str]:
+    """The level's mission for every seed, generated once (about 4 ms a seed) and cached."""
+    import json
+    from importlib.metadata import version
+    from densepolicy.models import cache_dir
+    path = cache_dir() / "babyai" / f"{level}.{seeds.start}-{seeds.stop}.minigrid-{version('minigrid')}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    missions = [_make_gym(level, seed).unwrapped.mission for seed in seeds]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(missions))
+    os.replace(tmp, path)
+    return missions
 
 
 def make_env(task: dict) -> "Env":

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from densepolicy import pairs as P
-from densepolicy.results import AtomicFile, SHARD_PATTERN, iter_results, read_results
+from densepolicy.results import AtomicFile, finished_rows, iter_results
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ("fraction", "pairs_per_task")
@@ -452,12 +452,7 @@ class Study:
     @staticmethod
     def eval_rows(directory, dataset) -> dict:
         """{task index: row} over every shard and merged file of the run (archived ones too)."""
-        rows = {}
-        pattern = SHARD_PATTERN.format(dataset=dataset, shard="*")
-        for path in sorted(Path(directory).rglob(pattern)) if Path(directory).is_dir() else []:
-            for row in read_results(path):
-                rows.setdefault(row["index"], row)
-        return rows
+        return finished_rows(directory, dataset) if Path(directory).is_dir() else {}
 
     def evaluate(self, label, model, dataset, eval_root) -> dict:
         stage = f"evaluate {dataset}"

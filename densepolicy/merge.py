@@ -49,14 +49,19 @@ def merge(data_dir: str | os.PathLike, pattern: str) -> dict:
         shutil.move(str(shard), archive / shard.name)
     return {"shards": len(shards), "previously_merged": previous, "rows": len(rows),
             "unique": len(unique), "duplicates": len(rows) - len(unique),
-            "mean_score": 100.0 * sum(float(r["score"]) > 0 for r in unique) / len(unique),
+            # score is 0/1 per task, or the share of a task's sampled episodes solved
+            "mean_score": 100.0 * sum(min(float(r["score"]), 1.0) for r in unique) / len(unique),
             "path": target}
 
 
 def max_trial_accuracy(rows: list[dict], trials=MAX_TRIALS) -> dict[int, float]:
-    """Share of tasks solved within t answer attempts (tasks without a `turns` count: solved)."""
+    """Share of tasks solved within t answer attempts (tasks without a `turns` count: solved; sampled
+    episodes of a task: each counts for its share)."""
     def solved_within(row, t):
         turns = row.get("turns")
+        if isinstance(turns, list):
+            scores = row.get("sample_scores") or []
+            return sum(s > 0 and n <= t for s, n in zip(scores, turns)) / max(len(turns), 1)
         return float(row["score"]) > 0 and (not isinstance(turns, int) or turns <= t)
     return {t: 100.0 * sum(solved_within(r, t) for r in rows) / max(len(rows), 1) for t in trials}
 

@@ -92,14 +92,18 @@ def pair_prompt(row, dataset, env_state=None):
                           env_state=env_state, with_examples=False)
 
 
-def tree_pairs(row, prompt, thre_value=0.5, thre_max=8, max_length=30):
-    """(pair rows, stats, number of identical-action pairs dropped) of one result row.
+def tree_pairs(row, prompt, thre_value=0.5, thre_max=8, max_length=30, keep_truncated=False):
+    """(pair rows, stats, pairs dropped {"identical": n, "truncated": m}) of one result row.
+
+    A pair is dropped when its two actions are the same text, or (unless keep_truncated) when
+    either reply was cut off at max_tokens (finish_reason "length"): its stored action ends in an
+    `End Action` the model never wrote, and DPO would learn where the token budget ends.
 
     Raises ValueError (message without file/row; the caller adds them) on a malformed tree.
     """
     runs, nsteps = parse_tree(row)
     if not runs:
-        return [], {}, 0
+        return [], {}, {"identical": 0, "truncated": 0}
     history = row.get("history")
     if not isinstance(history, dict):
         raise ValueError("history is not a map of run index -> messages")
@@ -111,7 +115,12 @@ def tree_pairs(row, prompt, thre_value=0.5, thre_max=8, max_length=30):
         key = ",".join(map(str, run))
         for d in range(1, len(run) + 1):
             rep.setdefault(run[:d], key)
-    out, dropped = [], 0
+    out, dropped = [], {"identical": 0, "truncated": 0}
+    run_logs = (row.get("log_infos") or {}).get("runs") if isinstance(row.get("log_infos"), dict) else None
+
+    def truncated(node) -> bool:
+        steps = (run_logs or {}).get(rep[node], {}).get("steps") or []
+        return len(steps) >= len(node) and steps[len(node) - 1].get("finish_reason") == "length"
 
     def action(node):
         key, d = rep[node], len(node)
@@ -140,7 +149,10 @@ def tree_pairs(row, prompt, thre_value=0.5, thre_max=8, max_length=30):
         a_text, msgs = action(chosen)
         b_text, _ = action(rejected)
         if a_text.strip() == b_text.strip():
-            dropped += 1
+            dropped["identical"] += 1
+            continue
+        if not keep_truncated and (truncated(chosen) or truncated(rejected)):
+            dropped["truncated"] += 1
             continue
         parent = chosen[:-1]
         if parent not in prefix_cache:
@@ -174,11 +186,13 @@ class PairStats:
         self.step = {}           # contrast step -> pairs
         self.step_sel = {}
         self.visits = {}         # floor(log2(min visits)) -> pairs
-        self.tasks = self.pairs = self.selected = self.dropped_identical = self.empty = 0
+        self.tasks = self.pairs = self.selected = self.dropped_identical = self.dropped_truncated = 0
+        self.empty = 0
 
     def add_task(self, pairs, dropped):
         self.tasks += 1
-        self.dropped_identical += dropped
+        self.dropped_identical += dropped["identical"]
+        self.dropped_truncated += dropped["truncated"]
         n = len(pairs)
         ns = sum(1 for p in pairs if p["selected"])
         self.per_task[n] = self.per_task.get(n, 0) + 1
@@ -221,7 +235,7 @@ class PairStats:
         bars(ax[1, 0], self.step, self.step_sel, "contrast step (depth of the contrasted action)")
         bars(ax[1, 1], self.visits, None, "floor(log2(min visits of the two siblings))")
         fig.suptitle(f"{self.tasks} tasks, {self.pairs} pairs, {self.selected} selected, "
-                     f"{self.dropped_identical} identical-action pairs dropped")
+                     f"dropped: {self.dropped_identical} identical-action, {self.dropped_truncated} cut at max_tokens")
         fig.tight_layout()
         tmp = Path(path).with_name(Path(path).name + ".tmp.png")
         fig.savefig(tmp, dpi=80)
@@ -302,7 +316,7 @@ def draw_tree_svg(path, runs, stats, pairs, policies=None, title=""):
 
 
 def process_result(result_files, out_dir, dataset, out_name=None, thre_value=0.5, thre_max=8,
-                   max_length=30, n_draw=3, skip_bad_rows=False, log=print):
+                   max_length=30, n_draw=3, skip_bad_rows=False, keep_truncated=False, log=print):
     """Result file(s) of one dataset -> out_dir/<out_name> pairs CSV, histogram, tree drawings.
 
     Returns a summary dict. Raises PairsError on a malformed file or (unless skip_bad_rows) a
@@ -330,7 +344,7 @@ def process_result(result_files, out_dir, dataset, out_name=None, thre_value=0.5
                         prompt_cache.clear()  # only consecutive repeats matter; keep O(1) memory
                         prompt_cache[(goal, env_state)] = pair_prompt(row, dataset, env_state)
                     pairs, stats, dropped = tree_pairs(row, prompt_cache[(goal, env_state)],
-                                                       thre_value, thre_max, max_length)
+                                                       thre_value, thre_max, max_length, keep_truncated)
                 except (ValueError, KeyError, TypeError, AttributeError) as e:
                     if not skip_bad_rows:
                         raise PairsError(f"{where}: {e}") from None
@@ -360,10 +374,12 @@ def process_result(result_files, out_dir, dataset, out_name=None, thre_value=0.5
         print(f"warning: {out_path}: no selected pairs (thre_value {thre_value}, thre_max "
               f"{thre_max}); merge_all_pairs will have nothing from this dataset", file=sys.stderr)
     summary = dict(tasks=st.tasks, pairs=st.pairs, selected=st.selected,
-                   dropped_identical=st.dropped_identical, empty_trees=st.empty,
+                   dropped_identical=st.dropped_identical, dropped_truncated=st.dropped_truncated,
+                   empty_trees=st.empty,
                    skipped_rows=skipped, output=str(out_path), histogram=str(hist), trees=drawn)
     log(f"[process_result] {dataset}: {st.tasks} tasks, {st.pairs} pairs ({st.selected} selected, "
-        f"{st.dropped_identical} identical-action pairs dropped, {st.empty} empty trees) -> {out_path}")
+        f"{st.dropped_identical} identical-action pairs dropped, {st.dropped_truncated} dropped as cut off at "
+        f"max_tokens, {st.empty} empty trees) -> {out_path}")
     return summary
 
 

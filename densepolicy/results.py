@@ -267,11 +267,17 @@ def write_results(path: str | os.PathLike, rows: list[dict], columns: list[str] 
             w.add(row)
 
 
+def finished_rows(directory: str | os.PathLike, dataset: str) -> dict:
+    """{task index: row} over every shard and merged file of this dataset in a run directory
+    (archived shards under distributed_result/ too); the first row seen of an index wins."""
+    rows = {}
+    pattern = SHARD_PATTERN.format(dataset=glob.escape(dataset), shard="*")
+    for p in sorted(glob.glob(os.path.join(glob.escape(str(directory)), "**", pattern), recursive=True)):
+        for row in read_results(p):
+            rows.setdefault(row["index"], row)
+    return rows
+
+
 def done_indices(directory: str | os.PathLike, dataset: str) -> set:
     """Indices of tasks already finished in any shard or merged file of this dataset."""
-    done = set()
-    pattern = SHARD_PATTERN.format(dataset=glob.escape(dataset), shard="*")
-    for p in glob.glob(os.path.join(glob.escape(str(directory)), "**", pattern), recursive=True):
-        for row in read_results(p):
-            done.add(row["index"])
-    return done
+    return set(finished_rows(directory, dataset))

@@ -60,3 +60,23 @@ def compare(base: dict, trained: dict) -> PairedComparison:
     n = len(keys)
     return PairedComparison(n, sum(b) / n, sum(t) / n, wilson_interval(sum(b), n), wilson_interval(sum(t), n),
                             only_base, only_trained, mcnemar_exact(only_base, only_trained))
+
+
+def paired_bootstrap_p(base: dict, trained: dict, resamples: int = 10_000, seed: int = 0) -> float:
+    """Two-sided p-value of "trained and base solve the same share" by a paired bootstrap over
+    tasks ({task: share of its episodes solved}): episodes of one task are not independent, so
+    tasks, not episodes, are resampled."""
+    import random
+    keys = sorted(set(base) & set(trained))
+    if not keys:
+        raise ValueError("the two models share no task")
+    diffs = [trained[k] - base[k] for k in keys]
+    if not any(diffs):
+        return 1.0
+    rng, n = random.Random(seed), len(diffs)
+    below = above = 0
+    for _ in range(resamples):
+        m = sum(diffs[rng.randrange(n)] for _ in range(n))
+        below += m <= 0
+        above += m >= 0
+    return min(1.0, 2 * min(below, above) / resamples)

@@ -90,7 +90,7 @@ def task_tree(row, thre_value=0.5, thre_max=8, max_length=30) -> dict:
     solved = sorted(r for r, o in runs.items() if o)
     return dict(index=row.get("index"), input=row.get("input"), target=row.get("target"),
                 score=row.get("score"), nodes=nodes, solved=solved, rollouts=len(runs),
-                pairs=len(pairs), selected=sum(p["selected"] for p in pairs), dropped=dropped,
+                pairs=len(pairs), selected=sum(p["selected"] for p in pairs), dropped=dropped["identical"],
                 rounds=logs.get("rounds"),
                 on_solved={r[:d] for r in solved for d in range(1, len(r) + 1)})
 

@@ -36,3 +36,13 @@ def test_compare_pairs_episodes_by_key():
     assert c.base_ci[0] < 0.5 < c.base_ci[1] and c.trained_ci[1] == pytest.approx(1.0)
     with pytest.raises(ValueError):
         compare({1: True}, {2: True})
+
+
+def test_paired_bootstrap_separates_a_real_shift_from_none():
+    from densepolicy.stats import paired_bootstrap_p
+    base = {i: 0.25 for i in range(100)}
+    assert paired_bootstrap_p(base, dict(base)) == 1.0
+    better = {i: 0.25 + (0.5 if i % 2 else 0.0) for i in range(100)}
+    assert paired_bootstrap_p(base, better, resamples=2000) < 0.01
+    noisy = {i: 0.25 + (0.25 if i % 2 else -0.25) for i in range(100)}  # mean shift 0
+    assert paired_bootstrap_p(base, noisy, resamples=2000) > 0.3

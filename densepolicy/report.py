@@ -1,0 +1,115 @@
+"""Base against trained on the same held-out episodes: accuracies with 95% intervals, paired tests,
+and the pair counts that explain the result; written as a table and as `summary.json`.
+
+    python -m densepolicy.report --dataset babyai_GoToRedBallGrey --pairs merged_pairs.csv \
+        --greedy BASE_RUN_DIR TRAINED_RUN_DIR --sampled BASE_RUN_DIR TRAINED_RUN_DIR \
+        --out eval_results/demo/summary.json [--seconds 812]
+
+Greedy: one episode per task, exact McNemar test on the tasks. Sampled: K episodes per task at a
+temperature; accuracy over all episodes, intervals over episodes, and a paired bootstrap over
+tasks (a task's episodes are not independent). A run directory is the launcher's result
+directory of the plain agent (`eval_results/codeact_agent.<model>/<run>`).
+"""
+import argparse
+import collections
+import json
+import sys
+
+from densepolicy.results import AtomicFile, ResultFileError, finished_rows, iter_results
+from densepolicy.stats import compare, paired_bootstrap_p, wilson_interval
+
+
+def greedy_outcomes(run_dir, dataset) -> dict:
+    return {i: float(r["score"]) > 0 for i, r in finished_rows(run_dir, dataset).items()}
+
+
+def sampled_outcomes(run_dir, dataset) -> dict:
+    """{task index: [solved, ...]} of a sampled run."""
+    return {i: [s > 0 for s in (r.get("sample_scores") or [float(r["score"])])]
+            for i, r in finished_rows(run_dir, dataset).items()}
+
+
+def pair_counts(pairs_file) -> dict:
+    """pairs, selected, selected pairs whose rejected side is the greedy action (label 0: the only
+    kind that can flip a greedy choice), and the selected pairs per contrast step."""
+    counts = collections.Counter()
+    steps = collections.Counter()
+    for _, row in iter_results(pairs_file):
+        counts["pairs"] += 1
+        if row["selected"]:
+            counts["selected"] += 1
+            counts["selected_greedy_rejected"] += row["negative_run_index"][-1] == 0
+            steps[row["contrast_step"]] += 1
+    return {"pairs": counts["pairs"], "selected": counts["selected"],
+            "selected_greedy_rejected": counts["selected_greedy_rejected"],
+            "selected_contrast_steps": {str(k): v for k, v in sorted(steps.items())}}
+
+
+def greedy_summary(base_dir, trained_dir, dataset) -> dict:
+    return compare(greedy_outcomes(base_dir, dataset), greedy_outcomes(trained_dir, dataset)).as_dict()
+
+
+def sampled_summary(base_dir, trained_dir, dataset) -> dict:
+    base, trained = sampled_outcomes(base_dir, dataset), sampled_outcomes(trained_dir, dataset)
+    tasks = sorted(set(base) & set(trained))
+    if not tasks:
+        raise ValueError("the two models share no task")
+    b = [x for t in tasks for x in base[t]]
+    t_ = [x for t in tasks for x in trained[t]]
+    share = lambda outcomes: {t: sum(outcomes[t]) / len(outcomes[t]) for t in tasks}  # noqa: E731
+    return {"tasks": len(tasks), "episodes": len(b), "base_acc": sum(b) / len(b), "trained_acc": sum(t_) / len(t_),
+            "base_ci": list(wilson_interval(sum(b), len(b))), "trained_ci": list(wilson_interval(sum(t_), len(t_))),
+            "p_value": paired_bootstrap_p(share(base), share(trained))}
+
+
+def table(summary: dict) -> str:
+    def pct(x):
+        return f"{100 * x:.1f}%"
+
+    def ci(c):
+        return f"[{100 * c[0]:.1f}, {100 * c[1]:.1f}]"
+
+    lines = ["| measure | episodes | base | 95% CI | trained | 95% CI | p (paired) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, test in (("greedy", "McNemar"), ("sampled", "bootstrap")):
+        s = summary.get(name)
+        if s:
+            lines.append(f"| {name} | {s['episodes']} | {pct(s['base_acc'])} | {ci(s['base_ci'])} | "
+                         f"{pct(s['trained_acc'])} | {ci(s['trained_ci'])} | {s['p_value']:.3g} ({test}) |")
+    lines.append("")
+    lines.append(f"pairs {summary['pairs']}, selected {summary['selected']}, selected with the greedy action "
+                 f"rejected {summary['selected_greedy_rejected']}; selected pairs per contrast step "
+                 f"{summary.get('selected_contrast_steps', {})}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--pairs", required=True, help="the merged pairs file the model was trained on")
+    p.add_argument("--greedy", nargs=2, metavar=("BASE", "TRAINED"), help="greedy run directories")
+    p.add_argument("--sampled", nargs=2, metavar=("BASE", "TRAINED"), help="sampled run directories")
+    p.add_argument("--seconds", type=float, default=None, help="the job's wall time, recorded")
+    p.add_argument("--extra", default="{}", help="JSON object merged into the summary (settings, loss)")
+    p.add_argument("--out", required=True, help="summary.json to write")
+    args = p.parse_args(argv)
+    try:
+        summary = {**pair_counts(args.pairs)}
+        if args.greedy:
+            summary["greedy"] = greedy_summary(*args.greedy, args.dataset)
+        if args.sampled:
+            summary["sampled"] = sampled_summary(*args.sampled, args.dataset)
+        summary["episodes"] = summary.get("greedy", summary.get("sampled", {})).get("episodes", 0)
+        summary["seconds"] = args.seconds
+        summary.update(json.loads(args.extra))
+    except (ResultFileError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    with AtomicFile(args.out) as f:
+        f.write(json.dumps(summary, indent=2) + "\n")
+    print(table(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
