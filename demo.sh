@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The main job: the whole pipeline on the embedded model, on a CPU, end to end.
-#   trees on a few train tasks -> merge -> preference pairs -> LLaMA-Factory dataset
-#   -> DPO training (LoRA, CPU) -> merge the adapter -> evaluate base and trained model
-#   on the same test tasks -> a small table.
+#   trees on train tasks -> merge -> preference pairs -> LLaMA-Factory dataset -> DPO (LoRA, CPU)
+#   -> merge the adapter -> base and trained model on the same held-out episodes, greedy and
+#   sampled -> accuracies with 95% intervals, paired tests, pair counts (summary.json).
 # Sets everything up first (idempotent). Every constant below can be given as a flag:
-#   ./demo.sh --dataset gsm8k --tree_tasks 8
+#   ./demo.sh --tree_tasks 40 --train_args "max_steps=16 learning_rate=5.0e-4"
+# Outputs go to OUT/run-<hash of every setting below>/: a run with other settings never reuses
+# another's trees, model or evaluation rows; the same command again resumes where it stopped.
 set -euo pipefail
 
 # ---- Editable constants -------------------------------------------------------------------------
@@ -12,11 +14,14 @@ MODEL=SmolLM2-135M-Instruct
 # An easy BabyAI level: the embedded model both solves and fails it, which is what pairs need
 # (it never solved a GSM8K or MATH Level 1 sample; see the README).
 DATASET=babyai_GoToRedBallGrey
-TREE_TASKS=5               # train tasks to sample trees on
-EVAL_TASKS=6               # test tasks to evaluate base and trained model on
-TREE_ARGS="--n_icl 2 --base 3 --max_steps 2 --window_size 3 --max_sample_number 2 --max_rollouts 6 --max_tokens 40"
-EVAL_ARGS="--n_icl 2 --max_steps 2 --max_tokens 40"
-TRAIN_ARGS="max_steps=8 learning_rate=5.0e-4 cutoff_len=1024"
+TREE_TASKS=24              # train tasks to sample trees on
+TREE_ARGS="--n_icl 2 --base 3 --max_steps 3 --window_size 4 --max_sample_number 8 --max_rollouts 16 --max_tokens 48"
+EVAL_TASKS=200             # held-out test tasks, one greedy episode each
+SAMPLED_TASKS=100          # of those, the first N also played SAMPLES times at temperature 1.0
+SAMPLES=2
+EVAL_ARGS="--n_icl 2 --max_steps 3 --max_tokens 48"
+TRAIN_ARGS="max_steps=12 learning_rate=5.0e-4"
+CUTOFF_LEN=1024            # one value: prepare_dataset's length filter and LLaMA-Factory's cutoff_len
 OUT=eval_results/demo      # everything this job writes
 START_ID=900               # tmux session ids used by this job
 PORT_BASE=8400
@@ -32,6 +37,7 @@ done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 PY=.venv/bin/python
+T0=$(date +%s)
 stage() {  # stage NAME command...: run it; on failure, say which stage failed and stop
   local name="$1"; shift
   echo "== [$(date +%H:%M:%S)] $name"
@@ -42,58 +48,57 @@ launch() {  # launch TASK_LIMIT AGENT_ARGS MODEL DATASET AGENT: one agent proces
   WAIT=1 TASK_LIMIT="$limit" AGENT_ARGS="$args" PORT_BASE=$PORT_BASE NUM_GPUS="${NUM_GPUS:-0}" \
     ./distributed_test.sh "$@" 1 "$START_ID"
 }
+serve() { PORT_BASE=$PORT_BASE NUM_GPUS="${NUM_GPUS:-0}" ./distributed_test.sh serve "$1" "$START_ID"; }
+stop_servers() { ./distributed_test.sh stop "$START_ID" >/dev/null 2>&1 || true; }
+trap stop_servers EXIT
+
+SETTINGS="MODEL=$MODEL DATASET=$DATASET TREE_TASKS=$TREE_TASKS TREE_ARGS=$TREE_ARGS EVAL_TASKS=$EVAL_TASKS SAMPLED_TASKS=$SAMPLED_TASKS SAMPLES=$SAMPLES EVAL_ARGS=$EVAL_ARGS TRAIN_ARGS=$TRAIN_ARGS CUTOFF_LEN=$CUTOFF_LEN"
+RUN="$OUT/run-$(printf %s "$SETTINGS" | sha256sum | cut -c1-12)"
+mkdir -p "$RUN"
+printf '%s\n' "$SETTINGS" >"$RUN/settings.txt"
+echo "== run directory $RUN (settings in $RUN/settings.txt)"
+[[ "${DRY_RUN:-0}" == 1 ]] && exit 0
 
 stage setup bash -c "./setup.sh && ./setup_treedpo.sh"
 M="$($PY -m densepolicy.models "$MODEL")"
-mkdir -p "$OUT"
-TREE_DIR="$OUT/codeact_agent_tree.$MODEL/$($PY -c "
-import sys; from agents.codeact_agent_tree import add_args, run_name; import argparse
-p = argparse.ArgumentParser(); add_args(p); a, _ = p.parse_known_args(sys.argv[1:]); print(run_name(a))" $TREE_ARGS)"
+TREE_DIR="$RUN/codeact_agent_tree.$MODEL/$($PY -m agents.codeact_agent_tree --print_run_name $TREE_ARGS)"
 PATTERN="$DATASET.None_split_0.0.{}.csv"
+SAMPLED_ARGS="$EVAL_ARGS --temperature 1.0 --samples $SAMPLES"
 
-stage "sample trees" launch "$TREE_TASKS" "$TREE_ARGS --output_root $OUT" "$MODEL" "$DATASET" codeact_agent_tree
+stage "start the model server" serve "$MODEL"
+stage "sample trees" launch "$TREE_TASKS" "$TREE_ARGS --output_root $RUN" "$MODEL" "$DATASET" codeact_agent_tree
 stage "merge trees" $PY post_process_test_result.py --merge_distributed_result --see_score \
   --data_dir "$TREE_DIR" --dataset_file_name_list "$PATTERN"
 stage "preference pairs" $PY post_process_training_data.py --process_result --data_dir "$TREE_DIR" \
   --dataset_file_name_list "$PATTERN" --data_sub_dir "$DATASET" --dataset_file_name "${PATTERN/\{\}/None}"
-SELECTED=$($PY -c "
-import sys; from densepolicy.pairs import discover_pair_files, iter_pairs
-print(sum(bool(r['selected']) for p in discover_pair_files(sys.argv[1]) for _, r in iter_pairs(p)))" "$OUT")
-MODELS=("$MODEL")
-if (( SELECTED == 0 )); then
-  # Pairs need tasks the policy sometimes solves and sometimes fails; a weak model on a small
-  # budget may have none. Say so plainly rather than train on nothing.
-  echo "== no selected preference pairs: the policy never both solved and failed a task here;"
-  echo "   training is skipped and only the base model is evaluated (more --tree_tasks, a larger"
-  echo "   TREE_ARGS budget or an easier --dataset give pairs)"
-else
-  stage "merge pairs" $PY post_process_training_data.py --merge_all_pairs --results_root "$OUT" \
-    --output "$OUT/merged_pairs.csv" --default_density -1
-  # The dataset is registered in the job's own data directory, not in TreeDPO/data.
-  stage "LLaMA-Factory dataset" $PY prepare_dataset.py --input "$OUT/merged_pairs.csv" --name demo_tree_dpo \
-    --model "$MODEL" --data_dir "$OUT/data"
+stage "merge pairs" $PY post_process_training_data.py --merge_all_pairs --results_root "$RUN" \
+  --output "$RUN/merged_pairs.csv" --default_density -1
+stage "evaluate the base model (greedy)" launch "$EVAL_TASKS" "$EVAL_ARGS --output_root $RUN/eval_base" "$MODEL" "$DATASET" codeact_agent
+stage "evaluate the base model (sampled)" launch "$SAMPLED_TASKS" "$SAMPLED_ARGS --output_root $RUN/eval_base" "$MODEL" "$DATASET" codeact_agent
+stop_servers
+# The dataset is registered in the job's own data directory, not in TreeDPO/data.
+stage "LLaMA-Factory dataset" $PY prepare_dataset.py --input "$RUN/merged_pairs.csv" --name demo_tree_dpo \
+  --model "$MODEL" --data_dir "$RUN/data" --cutoff_len "$CUTOFF_LEN"
+if [[ ! -f "$RUN/lora/adapter_model.safetensors" ]]; then
   stage "DPO training" .venv-treedpo/bin/llamafactory-cli train TreeDPO/smollm2_lora_dpo_cpu.yaml \
-    model_name_or_path="$M" dataset=demo_tree_dpo dataset_dir="$OUT/data" output_dir="$OUT/lora" $TRAIN_ARGS
-  stage "merge adapter" .venv-treedpo/bin/python TreeDPO/merge_lora.py --base "$M" --adapter "$OUT/lora" \
-    --out "$OUT/trained_model"
-  MODELS+=("$(cd "$OUT/trained_model" && pwd)")
+    model_name_or_path="$M" dataset=demo_tree_dpo dataset_dir="$RUN/data" output_dir="$RUN/lora" \
+    cutoff_len="$CUTOFF_LEN" $TRAIN_ARGS
 fi
-for model in "${MODELS[@]}"; do
-  stage "evaluate $(basename "$model")" launch "$EVAL_TASKS" "$EVAL_ARGS --output_root $OUT" "$model" "$DATASET" codeact_agent
-done
-stage summary $PY - "$OUT" "$DATASET" "${MODELS[@]}" <<'EOF'
-import glob, json, sys
-from densepolicy.results import read_results, run_dir
-from densepolicy.merge import merge
-out, dataset, base, *trained = sys.argv[1:]
-pattern = f"{dataset}.None_split_0.0.{{}}.csv"
-def accuracy(model):
-    [d] = glob.glob(str(run_dir(out, "codeact_agent", model, "*")))
-    return merge(d, pattern)["mean_score"], len(read_results(f"{d}/{pattern.replace('{}', 'None')}"))
-pairs = len(read_results(f"{out}/merged_pairs.csv")) if trained else 0
-loss = f'{json.load(open(f"{out}/lora/train_results.json"))["train_loss"]:.4f}' if trained else "-"
-acc_base, n = accuracy(base)
-acc_trained = f"{accuracy(trained[0])[0]:.1f}%" if trained else "- (not trained)"
-print(f"\n| pairs (selected) | training loss | {n} test tasks: base acc | trained acc |")
-print(f"|---|---|---|---|\n| {pairs} | {loss} | {acc_base:.1f}% | {acc_trained} |")
-EOF
+[[ -f "$RUN/trained_model/config.json" ]] || stage "merge adapter" .venv-treedpo/bin/python TreeDPO/merge_lora.py \
+  --base "$M" --adapter "$RUN/lora" --out "$RUN/trained_model"
+TRAINED="$(cd "$RUN/trained_model" && pwd)"
+stage "start the trained model's server" serve "$TRAINED"
+stage "evaluate the trained model (greedy)" launch "$EVAL_TASKS" "$EVAL_ARGS --output_root $RUN/eval_trained" "$TRAINED" "$DATASET" codeact_agent
+stage "evaluate the trained model (sampled)" launch "$SAMPLED_TASKS" "$SAMPLED_ARGS --output_root $RUN/eval_trained" "$TRAINED" "$DATASET" codeact_agent
+stop_servers
+
+run_of() { echo "$RUN/eval_$1/codeact_agent.$($PY -c 'import sys; from densepolicy.results import model_dir_name; print(model_dir_name(sys.argv[1]))' "$2")/$3"; }
+GREEDY_RUN="$($PY -m agents.codeact_agent --print_run_name $EVAL_ARGS)"
+SAMPLED_RUN="$($PY -m agents.codeact_agent --print_run_name $SAMPLED_ARGS)"
+LOSS="$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["train_loss"])' "$RUN/lora/train_results.json")"
+stage summary $PY -m densepolicy.report --dataset "$DATASET" --pairs "$RUN/merged_pairs.csv" \
+  --greedy "$(run_of base "$MODEL" "$GREEDY_RUN")" "$(run_of trained "$TRAINED" "$GREEDY_RUN")" \
+  --sampled "$(run_of base "$MODEL" "$SAMPLED_RUN")" "$(run_of trained "$TRAINED" "$SAMPLED_RUN")" \
+  --seconds $(( $(date +%s) - T0 )) --extra "{\"train_loss\": $LOSS, \"run\": \"$RUN\"}" --out "$RUN/summary.json"
+cp "$RUN/summary.json" "$OUT/summary.json"
+echo "== summary: $OUT/summary.json"

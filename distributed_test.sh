@@ -250,6 +250,10 @@ for entry in "${AGENT_SESSIONS[@]}"; do
   fi
   tmux kill-session -t "=$session" 2>/dev/null || true
 done
+ended=("${STARTED_SERVERS[@]}")
 for s in "${STARTED_SERVERS[@]}"; do tmux kill-session -t "=$s" 2>/dev/null || true; done
-rm -f "$MANIFEST"
+for entry in "${AGENT_SESSIONS[@]}"; do ended+=("${entry%%:*}"); done
+# Keep the manifest's other entries (servers started by `serve` under the same id): stop ends them.
+left="$(grep -vxF -f <(printf '%s\n' "${ended[@]}") "$MANIFEST" 2>/dev/null || true)"
+if [[ -n "$left" ]]; then printf '%s\n' "$left" >"$MANIFEST"; else rm -f "$MANIFEST"; fi
 [[ $failed == 0 ]] && echo "all shards finished" || { echo "error: some shards failed" >&2; exit 1; }

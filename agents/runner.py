@@ -202,6 +202,11 @@ def parse_args(agent, argv=None) -> argparse.Namespace:
 
 
 def main(agent, argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--print_run_name" in argv:  # `--print_run_name FLAGS...`: the result directory's name only
+        argv = [a for a in argv if a != "--print_run_name"]
+        print(agent.run_name(parse_args(agent, ["--model", "-", "--dataset", "gsm8k", *argv])))
+        return 0
     args = parse_args(agent, argv)
     try:
         return asyncio.run(run(agent, args))
