@@ -139,3 +139,26 @@ def test_lora_dpo_train_merge_and_generate(treedpo, dataset_dir, model_path, tmp
     for row in rows:
         [reply] = [m["content"] for m in row["history"] if m["role"] == "assistant"]
         assert reply.strip()
+
+
+def test_llamafactory_trains_on_the_tokens_the_server_prompts_with(treedpo, model_path):
+    """The CPU config's template and default_system give exactly the model's own chat template's
+    token ids (its system prompt lacks the final period of LLaMA-Factory's smollm2 template)."""
+    import yaml
+    config = yaml.safe_load((ROOT / "TreeDPO" / "smollm2_lora_dpo_cpu.yaml").read_text())
+    messages = [{"role": "user", "content": "Your task is to: go to the red ball"},
+                {"role": "assistant", "content": 'Action:\ngo_to("red ball 1")\nEnd Action'},
+                {"role": "user", "content": "You see a wall 1 step ahead."},
+                {"role": "assistant", "content": "Action:\nturn_left()\nEnd Action"}]
+
+    def ids(system):
+        r = subprocess.run([str(treedpo / "python"), str(ROOT / "tests" / "lf_template_ids.py"), model_path,
+                            config["template"], system], input=json.dumps(messages), capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout.splitlines()[-1])
+
+    fixed = ids(config["default_system"])
+    assert fixed["trained"] == fixed["served"]
+    unfixed = ids("")  # the template's own default: one token off
+    assert unfixed["trained"] != unfixed["served"] and len(unfixed["trained"]) == len(unfixed["served"]) + 1
