@@ -77,7 +77,8 @@ def main(argv=None):
     ap.add_argument("--max_length", type=int, default=MAX_LENGTH)
     ap.add_argument("--n_draw", type=int, default=N_DRAW)
     ap.add_argument("--keep_truncated", action="store_true",
-                    help="keep pairs whose reply was cut off at max_tokens (dropped and counted by default)")
+                    help="keep pairs with a reply cut off at max_tokens as a chosen side or as a completed action "
+                         "(dropped and counted by default; an uncompleted cut-off rejected reply is always kept)")
     ap.add_argument("--skip_bad_rows", action="store_true",
                     help="warn about and skip a malformed row instead of stopping")
     ap.add_argument("--results_root", default=RESULTS_ROOT, help="where *.pairs.csv are discovered")

@@ -95,9 +95,12 @@ def pair_prompt(row, dataset, env_state=None):
 def tree_pairs(row, prompt, thre_value=0.5, thre_max=8, max_length=30, keep_truncated=False):
     """(pair rows, stats, pairs dropped {"identical": n, "truncated": m}) of one result row.
 
-    A pair is dropped when its two actions are the same text, or (unless keep_truncated) when
-    either reply was cut off at max_tokens (finish_reason "length"): its stored action ends in an
-    `End Action` the model never wrote, and DPO would learn where the token budget ends.
+    A pair is dropped when its two actions are the same text, or (unless keep_truncated) when a
+    reply cut off at max_tokens (finish_reason "length") would be trained on as something the
+    model wrote: as the chosen side (DPO would teach replies that stop mid-word), or as a rejected
+    action the agent closed with an `End Action` the model never wrote. A cut-off reply with no
+    action (the small model rambling until its budget ends) is stored verbatim and stays a
+    rejected side: it is the failure the pair teaches against.
 
     Raises ValueError (message without file/row; the caller adds them) on a malformed tree.
     """
@@ -118,9 +121,12 @@ def tree_pairs(row, prompt, thre_value=0.5, thre_max=8, max_length=30, keep_trun
     out, dropped = [], {"identical": 0, "truncated": 0}
     run_logs = (row.get("log_infos") or {}).get("runs") if isinstance(row.get("log_infos"), dict) else None
 
-    def truncated(node) -> bool:
+    def truncated(node, chosen: bool) -> bool:
         steps = (run_logs or {}).get(rep[node], {}).get("steps") or []
-        return len(steps) >= len(node) and steps[len(node) - 1].get("finish_reason") == "length"
+        if len(steps) < len(node) or steps[len(node) - 1].get("finish_reason") != "length":
+            return False
+        # Logs without the parsed kind predate it: treat them as completed, i.e. drop.
+        return chosen or steps[len(node) - 1].get("reply", "action") == "action"
 
     def action(node):
         key, d = rep[node], len(node)
@@ -151,7 +157,7 @@ def tree_pairs(row, prompt, thre_value=0.5, thre_max=8, max_length=30, keep_trun
         if a_text.strip() == b_text.strip():
             dropped["identical"] += 1
             continue
-        if not keep_truncated and (truncated(chosen) or truncated(rejected)):
+        if not keep_truncated and (truncated(chosen, True) or truncated(rejected, False)):
             dropped["truncated"] += 1
             continue
         parent = chosen[:-1]

@@ -321,20 +321,24 @@ def test_shards_are_read_when_merged_file_is_absent(run_dir):
     assert {row["data_id"] for row in rows} == {7, 9}
 
 
-def test_pairs_with_a_reply_cut_at_max_tokens_are_dropped_unless_kept(tmp_path):
+@pytest.mark.parametrize("node,reply,dropped", [("0,0,0", "action", 1), ("0,0,0", "none", 0),
+                                               ("0,0,1", "none", 1)])
+def test_pairs_with_a_reply_cut_at_max_tokens_are_dropped_unless_kept(tmp_path, node, reply, dropped):
     row = tree_row(7, RUNS)
-    # The reply of node (0,0,0) (the rejected side of pair (0,0,1)/(0,0,0)) hit max_tokens.
-    row["log_infos"]["runs"] = {"0,0,0": {"steps": [{"finish_reason": "stop"}, {"finish_reason": "stop"},
-                                                     {"finish_reason": "length"}]}}
+    # One reply of pair (0,0,1) chosen / (0,0,0) rejected hit max_tokens. A rejected side is
+    # dropped as a completed action, kept as verbatim rambling; a chosen side is always dropped.
+    row["log_infos"]["runs"] = {node: {"steps": [{"finish_reason": "stop"}, {"finish_reason": "stop"},
+                                                 {"finish_reason": "length", "reply": reply}]}}
     d = tmp_path / "eval_results" / "codeact_agent_tree.M" / "temperature_512_10_3"
     d.mkdir(parents=True)
     write_results(d / "gsm8k.None_split_0.0.None.csv", [row], TREE_COLUMNS)
     r = process(d)
     assert r.returncode == 0, r.stderr
-    assert "1 dropped as cut off at max_tokens" in r.stdout
+    assert f"{dropped} dropped as cut off at max_tokens" in r.stdout
     out = d / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv"
     kept = {(tuple(p["positive_run_index"]), tuple(p["negative_run_index"])) for _, p in P.iter_pairs(out)}
-    assert ((0, 0, 1), (0, 0, 0)) not in kept and ((0, 1), (0, 0)) in kept and len(kept) == 4
+    assert (((0, 0, 1), (0, 0, 0)) in kept) == (not dropped) and ((0, 1), (0, 0)) in kept
+    assert len(kept) == 5 - dropped
     r = process(d, "--keep_truncated")
     assert r.returncode == 0 and "0 dropped as cut off" in r.stdout
     assert len(list(P.iter_pairs(out))) == 5
