@@ -1,13 +1,38 @@
 """Answer scoring for gsm8k / MATH: target extraction and `is_equivalent(prediction, target)`.
 
+What an answer line may hold (the text after "Answer:"): one answer and nothing else, i.e.
+  - a number (18, -7, 0.5, 1,000, 3/4, \\frac{3}{4}, 1e3, 50%), an expression (2\\sqrt{5}, x+1),
+    a tuple, interval, set or matrix, or a word answer (Monday, (B), yes);
+  - optionally wrapped in $...$, \\boxed{} or \\text{}, with a leading "x =" (one variable);
+  - optionally with a currency sign before a number ($18, \\$18) and %, a degree sign, or a
+    unit after it: one or two words ("18 dollars", "12 cm^2", "14 right triangles"), or a rate
+    ("<word> per <word>", "<word>/<word>"); the unit is ignored, not checked. Function and
+    hedging words ("is", "or", "not", "about", "wrong", ...) are not units.
+Anything else is not an answer: words before it ("The answer is 18", "about 18"), a sentence
+after it ("18 because ...", "18 is wrong"), two candidates ("18 or 19"). Such a line is wrong
+even if the right value is in it, so prose cannot pick up credit. Not prose: words the gold
+itself contains (a name answer, "x y" for a gold "xy") and function names (sin, log, sqrt, pi).
+
+Values are compared exactly, never within a tolerance: a decimal means the exact rational it
+writes (0.5 = 1/2 = 50%, but 0.333 != 1/3 and 1.4142 != \\sqrt{2}). Every GSM8K gold is an
+integer and MATH golds are exact forms; a MATH gold that is a decimal either is exact (\\$3.50)
+or is the rounding the question asked for ("to the nearest tenth"), so the answer must be that
+rounding: a longer decimal or an exact fraction is not accepted for it. A tolerance cannot tell a
+rounded answer from a wrong one to a small quantity (1/123 vs 0.00813), so there is none.
+Infinity may be written inf, infinity, infty, \\infty, ∞ or oo (sympy), with a sign.
+
 Order of checks (cheap and decisive first):
-  1. normalise both sides ($, %, units, \\text{}, base subscripts, \\boxed, spacing commands);
+  1. normalise both sides ($, %, units, \\text{}, base subscripts, \\boxed, spacing commands,
+     infinity spellings); a prediction holding prose is rejected here;
   2. case- and space-insensitive string match;
-  3. plain numbers (ints, decimals, 1,000, a/b, \\frac{a}{b}): relative tolerance 1e-4, and x100 / /100
-     when either side carries a % sign; two integers must match exactly;
-  4. bracketed tuples / intervals with the same brackets: element-wise;
+  3. plain numbers (ints, decimals, 1,000, a/b, \\frac{a}{b}): exact rational equality, and x100 /
+     /100 when either side carries a % sign;
+  4. bracketed tuples / intervals with the same brackets, and matrices: element-wise;
   5. everything else goes to `math-verify` (parse + verify: symbolic equality, sets, intervals,
-     matrices, equations), plus a numeric check with the same 1e-4 tolerance on constant expressions.
+     matrices, equations) with every decimal rewritten as an exact fraction first (math-verify
+     would otherwise round floats to 6 places), plus a numeric check for two constant
+     expressions with no decimal in them, agreeing to 12 significant digits (closed forms sympy
+     fails to simplify, e.g. nested radicals).
 
 Step 5 can take unbounded time in sympy, so it is always bounded. In the main thread it runs
 in-process under math-verify's SIGALRM timeouts (note: that cancels any alarm the caller set).
@@ -28,7 +53,7 @@ import threading
 import time
 from fractions import Fraction
 
-REL_TOL = 1e-4
+NUMERIC_REL_TOL = 1e-12   # exact closed forms only (step 5); see the docstring
 SYMBOLIC_TIMEOUT = 3          # seconds per math-verify parse/verify call (signal.alarm needs ints)
 MAX_LEN = 2000                # longer answers are not worth a sympy parse
 
@@ -71,7 +96,19 @@ def extract_boxed(solution: str) -> str | None:
 
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mbox|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}")
 _BASE_SUB = re.compile(r"(?<![A-Za-z\\_])([0-9][0-9A-Z]*)_\{?(\d{1,2})\}?")
-_UNITS = re.compile(r"^(.*?[\d}])\s+(?:[A-Za-z]{2,}\.?(?:\^\{?\d\}?)?\s*)+$")
+_UNIT_WORD = r"[A-Za-z]{2,}\.?(?:\^\{?\d\}?)?"
+_UNIT = rf"(?:(?:square|sq\.?|cubic)\s+|{_UNIT_WORD}\s+)?{_UNIT_WORD}(?:\s*(?:/|\bper\s)\s*[A-Za-z]+\.?(?:\^\{{?\d\}}?)?)?"
+_UNITS = re.compile(rf"^(.*?[\d}}])\s+({_UNIT})$")
+# Words that make "18 <word>" a sentence, not a number with its unit.
+_NOT_UNITS = {"is", "are", "was", "were", "be", "or", "and", "not", "but", "so", "if", "because",
+              "since", "maybe", "perhaps", "probably", "about", "approximately", "roughly",
+              "around", "exactly", "nearly", "almost", "answer", "the", "it", "this", "that",
+              "wrong", "correct", "seems", "likely", "final", "total", "then", "than"}
+# Multi-letter words that are mathematics, not prose, when written as plain text.
+_MATH_WORDS = {"pi", "sqrt", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp",
+               "arcsin", "arccos", "arctan", "mod", "gcd", "lcm", "max", "min", "deg"}
+# Plain-text infinity: inf, infinity, infty, ∞, and sympy's printed "oo".
+_INFINITY = re.compile(r"(?<![A-Za-z\\])(?:inf(?:inity|ty)?|oo)(?![A-Za-z])|∞", re.I)
 
 
 def normalize_answer(s) -> str:
@@ -96,9 +133,11 @@ def normalize_answer(s) -> str:
             break
         s = t
     s = _BASE_SUB.sub(r"\1", s)           # 1011_2 -> 1011 (MATH writes bases as subscripts)
+    s = _INFINITY.sub(r"\\infty", s)       # inf, Infinity, ∞, oo -> \infty
+    s = re.sub(r"(^|[(\[,])\s*\+\s*(?=\\infty)", r"\1", s)    # "+\infty" is "\infty"
     s = s.strip().rstrip(".").strip()
-    m = _UNITS.match(s)                    # "5 dollars", "12 cm^2"
-    if m:
+    m = _UNITS.match(s)                    # "5 dollars", "12 cm^2", "60 miles per hour"
+    if m and not _NOT_UNITS & set(re.findall(r"[a-z]+", m.group(2).lower())):
         s = m.group(1).strip()
     m = re.fullmatch(r"\(\s*([A-Za-z])\s*\)", s)   # multiple choice "(B)" -> "B"
     if m:
@@ -116,7 +155,7 @@ _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
 
 
 def _to_number(s: str):
-    """(value, is_integer, is_percent) for a plain number, else None."""
+    """(exact value as a Fraction, is_percent) for a plain number, else None."""
     s = s.replace(" ", "")
     pct = s.endswith("%")
     s = s.rstrip("%")
@@ -125,39 +164,24 @@ def _to_number(s: str):
     if len(s) > 60:
         return None
     if _FLOAT.fullmatch(s):
-        is_int = re.fullmatch(r"[+-]?\d+", s) is not None
-        return (Fraction(s) if is_int else float(s)), is_int, pct
+        e = re.search(r"[eE]([+-]?\d+)$", s)
+        if e and abs(int(e.group(1))) > 400:
+            return None    # Fraction would build a huge integer; no answer is that big or small
+        return Fraction(s), pct    # a decimal is the exact rational it writes: 0.333 is 333/1000
     m = re.fullmatch(r"([+-]?)(?:\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}|([+-]?\d+)/([+-]?\d+))", s)
     if m:
         num, den = (m.group(2), m.group(3)) if m.group(2) is not None else (m.group(4), m.group(5))
         if int(den) == 0:
             return None
-        v = Fraction(int(num), int(den)) * (-1 if m.group(1) == "-" else 1)
-        return v, v.denominator == 1, pct
+        return Fraction(int(num), int(den)) * (-1 if m.group(1) == "-" else 1), pct
     return None
 
 
-def _close(a, b) -> bool:
-    try:
-        a, b = float(a), float(b)
-    except (OverflowError, ValueError):
-        return a == b
-    if math.isinf(a) or math.isinf(b) or math.isnan(a) or math.isnan(b):
-        return False
-    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=0.0)
-
-
 def _numbers_equal(p, t) -> bool:
-    (pv, pint, ppct), (tv, tint, tpct) = p, t
+    """Exact equality, trying x100 and /100 when either side is a percentage (50% = 0.5 = 50)."""
+    (pv, ppct), (tv, tpct) = p, t
     scales = [1, Fraction(1, 100), 100] if (ppct or tpct) else [1]
-    for k in scales:
-        v = tv * k if isinstance(tv, Fraction) else tv * float(k)
-        if pint and tint and isinstance(v, Fraction):
-            if pv == v:      # two integers: exact, so 1000000 is not 1000001
-                return True
-        elif _close(pv, v):
-            return True
-    return False
+    return any(pv == tv * k for k in scales)
 
 
 # ---------------------------------------------------------------- tuples / intervals
@@ -199,28 +223,41 @@ def _split_matrix(s: str):
 
 # ---------------------------------------------------------------- math-verify (bounded)
 
+_DECIMAL = re.compile(r"(?<![\d.])(\d*)\.(\d+)(?![\d.])")
+
+
+def _exact_decimals(s: str) -> str:
+    """Each decimal literal as the fraction it writes (0.25 -> \\frac{25}{100}), so that
+    math-verify compares it exactly instead of rounding floats to 6 decimal places."""
+    return _DECIMAL.sub(lambda m: "\\frac{%d}{1%s}" % (int(m.group(1) + m.group(2)),
+                                                       "0" * len(m.group(2))), s)
+
+
 def _mv_equal(pred: str, target: str, timeout: int) -> bool:
-    """math-verify parse + verify, then a 1e-4 numeric check on constants. In-process; needs
-    the main thread when timeout > 0."""
+    """math-verify parse + verify on exact forms, then a numeric check on two constants written
+    without decimals. In-process; needs the main thread when timeout > 0."""
     from math_verify import parse, verify
     from math_verify.errors import TimeoutException
     from math_verify.utils import timeout as mv_timeout
-    gold = parse("$" + target + "$", parsing_timeout=timeout)
-    got = parse("$" + pred + "$", parsing_timeout=timeout)
+    approximate = bool(_DECIMAL.search(pred) or _DECIMAL.search(target))
+    gold = parse("$" + _exact_decimals(target) + "$", parsing_timeout=timeout)
+    got = parse("$" + _exact_decimals(pred) + "$", parsing_timeout=timeout)
     if not gold or not got:
         return False
     if verify(gold, got, timeout_seconds=timeout):
         return True
+    if approximate:
+        return False   # a decimal next to a closed form is a rounding: never "close enough"
 
     def numeric():
         import sympy
         for g in gold:
             for p in got:
                 if isinstance(g, sympy.Expr) and isinstance(p, sympy.Expr) and g.is_number and p.is_number:
-                    gv, pv = complex(sympy.N(g, 20)), complex(sympy.N(p, 20))
+                    gv, pv = complex(sympy.N(g, 30)), complex(sympy.N(p, 30))
                     if not all(map(math.isfinite, (gv.real, gv.imag, pv.real, pv.imag))):
                         continue   # oo - oo style comparisons prove nothing
-                    if abs(gv - pv) <= REL_TOL * max(abs(gv), abs(pv)):
+                    if abs(gv - pv) <= NUMERIC_REL_TOL * max(abs(gv), abs(pv)):
                         return True
         return False
     try:
@@ -319,11 +356,27 @@ def _symbolic_equal(pred: str, target: str) -> bool:
 
 # ---------------------------------------------------------------- public entry point
 
+def _is_prose(pred: str, gold: str) -> bool:
+    """True when the prediction holds a word that is neither mathematics nor part of the gold:
+    "The answer is 18", "about 18", "18 or 19" (see the module docstring)."""
+    strip = lambda x: re.sub(r"\\[A-Za-z]+", " ", x)     # LaTeX commands are not words
+    gold_words = {w.lower() for w in re.findall(r"[A-Za-z]+", strip(gold))}
+    gold_letters = set("".join(gold_words))
+    for tok in strip(pred).split():
+        w = tok.strip(".,;:!?()[]{}'\"").lower()
+        if len(w) >= 2 and w.isalpha() and w not in _MATH_WORDS and w not in gold_words \
+                and not set(w) <= gold_letters:      # "xy" for a gold "yx" is a product
+            return True
+    return False
+
+
 def _equal(p: str, t: str) -> bool:
     if not p or not t:
         return False
     if p.replace(" ", "").lower() == t.replace(" ", "").lower():
         return True
+    if _is_prose(p, t):
+        return False
     pn, tn = _to_number(p), _to_number(t)
     if pn is not None and tn is not None:
         return _numbers_equal(pn, tn)

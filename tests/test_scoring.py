@@ -20,11 +20,20 @@ EQUIVALENT = [
     ("[0, 1)", "[0,1)"), ("(-\\infty, 3]", "(-\\infty,3]"),
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"),
     ("\\begin{pmatrix} 1/2 & 0 \\\\ 0 & 1 \\end{pmatrix}", "\\begin{pmatrix} 0.5 & 0 \\\\ 0 & 1 \\end{pmatrix}"),
-    ("\\sqrt{8}", "2\\sqrt{2}"), ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}"), ("1.4142", "\\sqrt{2}"),
+    ("\\sqrt{8}", "2\\sqrt{2}"), ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}"),
     ("1,000", "1000"), ("1,234,567.5", "1234567.5"), ("-7", "-7.0"), ("-\\frac{3}{4}", "-0.75"),
-    ("0.33333", "\\frac{1}{3}"), ("x+1", "1+x"), ("x = 5", "5"), ("\\boxed{42}", "42"),
+    ("x+1", "1+x"), ("x = 5", "5"), ("\\boxed{42}", "42"),
     ("10110_2", "10110"), ("90^\\circ", "90"), ("\\{1, 2\\}", "\\{2, 1\\}"), ("  18  ", "18"),
     ("3+2i", "2i+3"), ("\\pi/2", "\\frac{\\pi}{2}"),
+    # exact values: a decimal is the rational it writes
+    ("0.25", "\\frac{1}{4}"), ("0.250", "1/4"), ("1e-5", "0.00001"), ("0.5\\sqrt{2}", "\\frac{\\sqrt{2}}{2}"),
+    ("\\sqrt{3+2\\sqrt{2}}", "1+\\sqrt{2}"), ("3.5", "\\$3.50"), ("2.33", "2.33"),
+    # infinity in plain text
+    ("inf", "\\infty"), ("Infinity", "\\infty"), ("∞", "\\infty"), ("-inf", "-\\infty"), ("+inf", "\\infty"),
+    ("-∞", "-\\infty"), ("oo", "\\infty"), ("(-inf, 3]", "(-\\infty, 3]"), ("[2, infinity)", "[2,\\infty)"),
+    # a currency sign and a unit of one or two words, or a rate
+    ("$18", "18"), ("18 dollars.", "18"), ("60 miles per hour", "60"), ("3 km/h", "3"), ("5 square feet", "5"),
+    ("14", "14 \\text{ right triangles}"), ("xy", "yx"),
 ]
 
 DIFFERENT = [
@@ -33,6 +42,17 @@ DIFFERENT = [
     ("\\sqrt{2}", "2"), ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 3 \\end{pmatrix}"),
     ("(1, 2, 3)", "(1, 2)"), ("", "5"), ("5", ""), ("", ""), ("garbage ###", "5"), ("}{\\frac{", "1"),
     (None, "1"), ("\\frac{1}{0}", "1"), ("nan", "1"),
+    # no tolerance: a rounding of a small (or any) exact quantity is not that quantity
+    ("0.33333", "\\frac{1}{3}"), ("1.4142", "\\sqrt{2}"), ("0.00813", "\\frac{1}{123}"),
+    ("0.142857", "\\frac{1}{7}"), ("0.000008", "\\frac{1}{123456}"), ("3.14159", "\\pi"), ("0.3", "\\frac{1}{3}"),
+    # a decimal gold is exact or the rounding the question asked for: nothing else matches it
+    ("2.333", "2.33"), ("\\frac{7}{3}", "2.33"), ("\\frac{1}{4}", "0.2"),
+    ("inf", "-\\infty"), ("infinite", "\\infty"),
+    # prose around the answer is not an answer
+    ("The answer is 18", "18"), ("18 is the answer", "18"), ("I think it is 18.", "18"), ("about 18", "18"),
+    ("18 or 19", "18"), ("18, since 3*6", "18"), ("18 is wrong", "18"), ("18 approximately", "18"),
+    ("not 18", "18"), ("maybe 18 dollars", "18"), ("The answer is \\frac{1}{2}", "\\frac{1}{2}"),
+    ("The answer is Monday", "\\text{Monday}"),
 ]
 
 
@@ -66,11 +86,21 @@ def test_works_off_the_main_thread():
 
     def run():
         out["eq"] = [is_equivalent("\\sqrt{8}", "2\\sqrt{2}"), is_equivalent("[0, 1)", "[0,1]"),
-                     is_equivalent("\\frac{1}{2}", "0.5")]
+                     is_equivalent("\\frac{1}{2}", "0.5"), is_equivalent("1.4142", "\\sqrt{2}")]
     th = threading.Thread(target=run)
     th.start()
     th.join(120)
-    assert out["eq"] == [True, False, True]
+    assert out["eq"] == [True, False, True, False]     # the helper process is as strict
+
+
+def test_in_context_answers_and_their_sentences():
+    """The examples' answer lines are accepted; their explaining sentence, which holds the same
+    number among words, is not an answer line."""
+    from agents import prompts
+    for ex in prompts.GSM8K_EXAMPLES + prompts.MATH_EXAMPLES:
+        _, thought, answer = ex["steps"][-1]
+        assert is_equivalent(answer, answer)
+        assert not is_equivalent(thought, answer), thought
 
 
 def test_worker_timeout_kills_and_recovers():
