@@ -121,9 +121,10 @@ PORT_BASE="${PORT_BASE:-8000}"
 if [[ -z "${DATA_DIR:-}" && -d "$ROOT/../shared/data" ]]; then DATA_DIR="$(cd "$ROOT/../shared/data" && pwd)"; fi
 export DATA_DIR="${DATA_DIR:-}"
 
-# The embedded model is converted once into a plain model directory; other names pass through.
+# The embedded model is converted once into a plain model directory; a name that resolves to
+# nothing fails here, before any server starts (densepolicy.models prints what it looked for).
 if [[ "${DRY_RUN:-0}" == 1 ]]; then MODEL_PATH="$MODEL"; else
-  MODEL_PATH="$("$PY" -m densepolicy.models "$MODEL")" || die "cannot resolve model '$MODEL'"
+  MODEL_PATH="$("$PY" -m densepolicy.models "$MODEL")" || exit 2
 fi
 
 RUN_LOGS="$LOG_ROOT/run_$START_ID"

@@ -82,16 +82,72 @@ def enable_sampling(model_dir) -> bool:
     return True
 
 
+class ModelError(ValueError):
+    """A model name that names nothing loadable, with what was looked for."""
+
+
+def _hub_cache_dir(name: str) -> str | None:
+    """The local snapshot of hub id `name` when the Hugging Face cache holds it, else None."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+    try:
+        hit = try_to_load_from_cache(name, "config.json")
+    except HFValidationError:
+        return None
+    return str(Path(hit).parent) if isinstance(hit, str) else None
+
+
+def _hub_has(name: str) -> str | None:
+    """None when the hub knows `name`, else why not (offline, unreachable, no such repository).
+    Asked only for a name found nowhere locally, with a short timeout: without this check a
+    server would retry the download for minutes before failing."""
+    from huggingface_hub import constants, model_info
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set, so the hub was not asked"
+    try:
+        model_info(name, timeout=10)
+    except GatedRepoError:
+        return None   # it exists; the server downloads it with the user's token
+    except RepositoryNotFoundError:
+        return "not on the Hugging Face hub either"
+    except HFValidationError:
+        return "not a valid hub id either"
+    except Exception as e:   # no network, DNS, timeouts: the server could not download it either
+        return f"the Hugging Face hub cannot be reached ({type(e).__name__})"
+    return None
+
+
 def resolve_model(name: str) -> str:
-    """The embedded name maps to its converted directory; anything else is left as given
-    (a local directory, a hub id, or a name an already running server serves)."""
+    """What a server loads for `name`: the embedded model's converted directory, a local model
+    directory, the local snapshot of a hub id in the Hugging Face cache (so the server needs no
+    network), or a hub id the hub knows (the server downloads it). Anything else raises
+    ModelError at once, naming what was looked for."""
     if name == EMBEDDED_MODEL:
         return str(convert_embedded_model())
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelError(f"{name}: not a model directory (no config.json)")
+        return name
+    if path.exists() or name.startswith(("/", ".", "~")):
+        raise ModelError(f"{name}: no such model directory")
+    cached = _hub_cache_dir(name)
+    if cached:
+        return cached
+    why = _hub_has(name)
+    if why:
+        from huggingface_hub import constants
+        raise ModelError(f"model '{name}': not the embedded model ({EMBEDDED_MODEL}), not a "
+                         f"model directory, not in the Hugging Face cache ({constants.HF_HUB_CACHE}); {why}")
     return name
 
 
 if __name__ == "__main__":
-    path = resolve_model(sys.argv[1] if len(sys.argv) > 1 else EMBEDDED_MODEL)
+    try:
+        path = resolve_model(sys.argv[1] if len(sys.argv) > 1 else EMBEDDED_MODEL)
+    except ModelError as e:
+        sys.exit(f"error: {e}")
     config = Path(path) / "generation_config.json"
     if config.exists() and json.loads(config.read_text()).get("do_sample") is not True:
         print(f"warning: {config} lacks \"do_sample\": true, so transformers serve will decode "

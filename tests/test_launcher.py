@@ -3,6 +3,8 @@ input, and a real vLLM CPU server killed mid-run."""
 import os
 import re
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -92,6 +94,41 @@ def test_transformers_fallback_command_line():
     assert "serve --no-continuous-batching --device cpu --host 127.0.0.1 --port 8000 SmolLM2-135M-Instruct" in server
     # transformers serve answers to the path it loaded, so that is the name the agents ask for.
     assert all("--served_model SmolLM2-135M-Instruct " in l for l in out.stdout.splitlines() if l.startswith("[agent"))
+
+
+def test_unknown_model_fails_at_once_before_any_server(tmp_path):
+    """Neither the embedded model, nor a directory, nor in the (empty) hub cache, and offline:
+    one line naming the model and where it was looked for, before the run directory exists."""
+    t = time.monotonic()
+    out = launch("NoSuchModel", "gsm8k", "codeact_agent", "1", "0", NUM_GPUS="0", ENGINE="transformers",
+                 HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "hub"), LOG_DIR=str(tmp_path / "logs"))
+    assert time.monotonic() - t < 15
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith("error: model 'NoSuchModel': not the embedded model")
+    assert "not a model directory" in out.stderr and str(tmp_path / "hub") in out.stderr
+    assert not (tmp_path / "logs").exists()      # no run directory, so no server was started
+
+
+def test_model_names_resolve_to_what_a_server_can_load(tmp_path):
+    def resolve(name):
+        return subprocess.run([sys.executable, "-m", "densepolicy.models", name], capture_output=True,
+                              text=True, cwd=ROOT, timeout=60,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")})
+    # A hub id in the local cache: its snapshot directory, so the server needs no network.
+    snap = tmp_path / "hub" / "models--org--tiny" / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    (tmp_path / "hub" / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--tiny" / "refs" / "main").write_text("a" * 40)
+    out = resolve("org/tiny")
+    assert out.returncode == 0 and out.stdout.strip() == str(snap), out.stderr
+    assert resolve(str(snap)).stdout.strip() == str(snap)          # a model directory as given
+    for name, message in [(str(tmp_path), "not a model directory (no config.json)"),
+                          (str(tmp_path / "nope"), "no such model directory"),
+                          ("org/absent", "HF_HUB_OFFLINE is set")]:
+        out = resolve(name)
+        assert out.returncode != 0 and out.stderr.count("\n") == 1, out.stderr
+        assert out.stderr.startswith("error: ") and name in out.stderr and message in out.stderr
 
 
 def test_bad_launcher_is_refused():
