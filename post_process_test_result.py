@@ -7,8 +7,8 @@
 import argparse
 import sys
 
-from densepolicy.merge import alfworld_type_accuracy, max_trial_accuracy, merge, merged_file
-from densepolicy.results import ResultFileError, read_results
+from densepolicy.merge import alfworld_type_accuracy, max_trial_accuracy, merge, merged_file, result_rows
+from densepolicy.results import ResultFileError
 
 
 def main(argv=None) -> int:
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
                       f"{r['unique']} unique tasks, {r['duplicates']} duplicates dropped -> {r['path']}")
                 print(f"score: {r['mean_score']:.2f}")
             if args.see_score:
-                rows = read_results(merged_file(args.data_dir, pattern))
+                rows = result_rows(merged_file(args.data_dir, pattern))
                 acc = max_trial_accuracy(rows)
                 print(f"{pattern}: {len(rows)} tasks")
                 print("  " + "  ".join(f"Max Trial {t}: {a:6.2f}" for t, a in acc.items()))

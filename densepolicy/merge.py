@@ -4,9 +4,10 @@ import os
 import shutil
 from pathlib import Path
 
-from densepolicy.results import ResultFileError, read_results, write_results
+from densepolicy.results import ResultFileError, iter_results, write_results
 
 MAX_TRIALS = (1, 4, 8, 10)
+RESULT_COLUMNS = ("index", "score")   # what merging and the score tables read from every row
 ALFWORLD_TYPES = ("put", "examine", "clean", "cool", "heat", "puttwo")
 
 
@@ -24,16 +25,28 @@ def merged_file(data_dir: str | os.PathLike, pattern: str) -> Path:
     return Path(data_dir) / pattern.replace("{}", "None")
 
 
+def result_rows(path) -> list[dict]:
+    """The rows of one result file, each with an integer index and a numeric score (what the
+    dedupe, the sort and the mean need); anything else is a one-line ResultFileError."""
+    rows = []
+    for i, row in iter_results(path, required=RESULT_COLUMNS):
+        if type(row["index"]) is not int or not isinstance(row["score"], (int, float)):
+            raise ResultFileError(f"{path}: row {i}: index must be an integer and score a number, "
+                                  f"got {row['index']!r} and {row['score']!r}")
+        rows.append(row)
+    return rows
+
+
 def merge(data_dir: str | os.PathLike, pattern: str) -> dict:
     """Concatenate the shards (and an earlier merge) into the `None` file, deduplicated by task
     index, then move the shards under distributed_result/. Returns counts for the report."""
     data_dir = Path(data_dir)
     shards = shard_files(data_dir, pattern)
     target = merged_file(data_dir, pattern)
-    rows = read_results(target) if target.exists() else []
+    rows = result_rows(target) if target.exists() else []
     previous = len(rows)
     for shard in shards:
-        rows.extend(read_results(shard))
+        rows.extend(result_rows(shard))
     seen, unique = set(), []
     for row in rows:
         if row["index"] not in seen:

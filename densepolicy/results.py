@@ -142,12 +142,13 @@ class ResultWriter:
         self._write(_encode_row(self.columns, row))
 
 
-def iter_results(path: str | os.PathLike, raw: bool = False):
+def iter_results(path: str | os.PathLike, raw: bool = False, required=()):
     """(row number, row) of a result or pair file, streaming: one row in memory at a time.
 
     JSON cells are decoded (raw=True leaves every cell as its text, for pass-through copies). A
     partial last row (a crash cut the file mid-row) is skipped with a warning; anything else
-    malformed raises ResultFileError naming the file and row.
+    malformed raises ResultFileError naming the file and row, and so does a header lacking any
+    of the `required` columns (a renamed column would otherwise surface as a KeyError later).
     """
     path = Path(path)
     if not path.exists():
@@ -163,6 +164,9 @@ def iter_results(path: str | os.PathLike, raw: bool = False):
             header = next(reader)
         except (csv.Error, UnicodeDecodeError, StopIteration) as e:
             raise ResultFileError(f"{path}: unreadable CSV header ({e})") from None
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise ResultFileError(f"{path}: the header lacks column(s) {', '.join(missing)}")
         held, i = None, 0  # one record of lookahead: only the last one may be partial
         while True:
             try:
@@ -206,9 +210,9 @@ def _decode_row(path, header, fields, i, raw) -> dict:
     return row
 
 
-def read_results(path: str | os.PathLike) -> list[dict]:
+def read_results(path: str | os.PathLike, required=()) -> list[dict]:
     """All complete rows of a result file (see iter_results)."""
-    return [row for _, row in iter_results(path)]
+    return [row for _, row in iter_results(path, required=required)]
 
 
 class AtomicFile:
@@ -273,7 +277,7 @@ def finished_rows(directory: str | os.PathLike, dataset: str) -> dict:
     rows = {}
     pattern = SHARD_PATTERN.format(dataset=glob.escape(dataset), shard="*")
     for p in sorted(glob.glob(os.path.join(glob.escape(str(directory)), "**", pattern), recursive=True)):
-        for row in read_results(p):
+        for row in read_results(p, required=("index",)):
             rows.setdefault(row["index"], row)
     return rows
 

@@ -104,3 +104,23 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
     assert not (tmp_path / "math.None_split_0.0.None.csv").exists()
     out = _cli("--see_score", "--data_dir", str(tmp_path), "--dataset_file_name_list", "nothing.{}.csv")
     assert out.returncode == 1 and "nothing.None.csv: no such file" in out.stderr
+
+
+@pytest.mark.parametrize("header, cells, message", [
+    (["idx", "score"], ["0", "1"], "the header lacks column(s) index"),       # a renamed column
+    (["index", "points"], ["0", "1"], "the header lacks column(s) score"),
+    (["index", "score"], ["[0]", "1"], "row 1: index must be an integer and score a number, got [0] and 1"),
+    (["index", "score"], ["0", '"high"'], "row 1: index must be an integer and score a number, got 0 and 'high'"),
+])
+def test_cli_merge_of_a_shard_with_wrong_columns_is_one_line(tmp_path, header, cells, message):
+    shard = tmp_path / "gsm8k.None_split_0.0.1.csv"
+    shard.write_text(",".join(f'"{c}"' for c in header) + "\r\n" +
+                     ",".join('"' + c.replace('"', '""') + '"' for c in cells) + "\r\n")
+    for what in (["--merge_distributed_result"], ["--merge_distributed_result", "--see_score"]):
+        out = _cli(*what, "--data_dir", str(tmp_path), "--dataset_file_name_list", "gsm8k.None_split_0.0.{}.csv")
+        assert out.returncode == 1 and out.stderr == f"error: {shard}: {message}\n", out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [shard.name]     # nothing merged or moved
+    # --see_score on a merged file that lacks the column says the same.
+    shard.rename(tmp_path / "gsm8k.None_split_0.0.None.csv")
+    out = _cli("--see_score", "--data_dir", str(tmp_path), "--dataset_file_name_list", "gsm8k.None_split_0.0.{}.csv")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "gsm8k.None_split_0.0.None.csv" in out.stderr
