@@ -14,6 +14,7 @@ import glob
 import sys
 from pathlib import Path
 
+from dataset import DataError
 from densepolicy import pairs as P
 
 # --- process_result ---------------------------------------------------------------------------
@@ -110,7 +111,7 @@ def main(argv=None):
             density = args.default_density if args.default_density is not None and args.default_density >= 0 else None
             P.merge_all_pairs(files, args.output, n_tasks=n_tasks, n_pairs=n_pairs,
                               default_density=density, seed=args.seed)
-    except (P.PairsError, P.ResultFileError) as e:
+    except (P.PairsError, P.ResultFileError, DataError) as e:   # DataError: --dataset unknown
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

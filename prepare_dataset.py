@@ -27,11 +27,11 @@ def main(argv=None):
     ap.add_argument("--model", default=MODEL, help="model whose tokenizer counts tokens")
     ap.add_argument("--cutoff_len", type=int, default=CUTOFF_LEN)
     args = ap.parse_args(argv)
-    from densepolicy.models import resolve_model
+    from densepolicy.models import ModelError, resolve_model
     try:
         P.prepare_dataset(args.input, args.data_dir, args.name, resolve_model(args.model),
                           cutoff_len=args.cutoff_len)
-    except (P.PairsError, OSError) as e:
+    except (P.PairsError, P.ResultFileError, ModelError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -29,7 +29,7 @@ import random
 import sys
 from pathlib import Path
 
-from densepolicy.results import AtomicFile, AtomicResultWriter, iter_results
+from densepolicy.results import AtomicFile, AtomicResultWriter, MissingColumnsError, iter_results
 from densepolicy.results import ResultFileError  # noqa: F401 (the CLIs catch it from here)
 from densepolicy.tree import label_temperature, sibling_pairs, tree_stats
 
@@ -52,6 +52,15 @@ def dataset_of(path) -> str:
 def iter_pairs(path):
     """(row number, pair row) of a pairs CSV, streaming, cells decoded."""
     yield from iter_results(path)
+
+
+def require_columns(path, columns, what):
+    """Fail before any work (or output folder) when `path` is not `what` at all: another CSV is
+    named as such, with the columns it lacks; an unreadable file raises ResultFileError."""
+    try:
+        next(iter_results(path, raw=True, required=columns), None)
+    except MissingColumnsError as e:
+        raise PairsError(f"{path}: not {what}: no column {', '.join(e.missing)}") from None
 
 
 # ------------------------------------------------------------------------- stage 1: tree -> pairs
@@ -329,6 +338,8 @@ def process_result(result_files, out_dir, dataset, out_name=None, thre_value=0.5
     malformed row; nothing is left under the output names then.
     """
     result_files = [Path(p) for p in result_files]
+    for rf in result_files:
+        require_columns(rf, ["res_cur"], "a tree result file (one codeact_agent_tree writes)")
     out_dir = Path(out_dir)
     out_name = out_name or (Path(result_files[0]).name.removesuffix(".csv") + PAIRS_SUFFIX)
     out_path = out_dir / out_name
@@ -592,6 +603,7 @@ def prepare_dataset(pairs_file, data_dir, name, model_path, cutoff_len=4096, chu
     """Selected pairs -> data_dir/<name>.json (a JSON list) + dataset_info.json entry."""
     if not Path(pairs_file).is_file():  # before the (slow) tokenizer load
         raise PairsError(f"{pairs_file}: no such file")
+    require_columns(pairs_file, ["selected", "positive_history", "negative_history"], "a pairs file")
     counter = TokenCounter(model_path)
     out = Path(data_dir) / f"{name}.json"
     kept = too_long = unselected = 0

@@ -31,6 +31,14 @@ class ResultFileError(ValueError):
     """A result file that cannot be read; the message names the file and row."""
 
 
+class MissingColumnsError(ResultFileError):
+    """A file whose header lacks columns a reader needs (`missing`): likely another kind of file."""
+
+    def __init__(self, path, missing):
+        super().__init__(f"{path}: the header lacks column(s) {', '.join(missing)}")
+        self.missing = missing
+
+
 def model_dir_name(model: str) -> str:
     return model.strip("/").replace("/", "_")
 
@@ -166,7 +174,7 @@ def iter_results(path: str | os.PathLike, raw: bool = False, required=()):
             raise ResultFileError(f"{path}: unreadable CSV header ({e})") from None
         missing = [c for c in required if c not in header]
         if missing:
-            raise ResultFileError(f"{path}: the header lacks column(s) {', '.join(missing)}")
+            raise MissingColumnsError(path, missing)
         held, i = None, 0  # one record of lookahead: only the last one may be partial
         while True:
             try:
@@ -217,10 +225,13 @@ def read_results(path: str | os.PathLike, required=()) -> list[dict]:
 
 class AtomicFile:
     """A text file written under `<name>.tmp` and renamed into place on commit(); abort(), or
-    leaving the with-block by an exception, removes the temporary file: no partial output."""
+    leaving the with-block by an exception, removes the temporary file and the folders made for
+    it: no partial output."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        # Folders made for this file go again on abort: a failed run leaves no empty folder.
+        self.made = [d for d in (self.path.parent, *self.path.parent.parents) if not d.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self.f = open(self.tmp, "w", encoding="utf-8", newline="")
@@ -235,6 +246,11 @@ class AtomicFile:
     def abort(self):
         self.f.close()
         self.tmp.unlink(missing_ok=True)
+        for d in self.made:       # innermost first; one that holds something else stays
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
     def __enter__(self):
         return self

@@ -312,6 +312,41 @@ def test_missing_and_empty_inputs(run_dir, tmp_path):
     assert r.returncode == 1 and "none.csv: no such file" in r.stderr
 
 
+def test_wrong_kind_of_input_is_one_line_and_leaves_no_folder(run_dir, tmp_path):
+    """A non-tree result file, a tree file with no usable row, a binary file and a CSV that is
+    not a pairs file: one line naming the file (and the missing columns), exit 1, and neither
+    an output file nor an (empty) output folder behind."""
+    path = run_dir / "gsm8k.None_split_0.0.None.csv"
+    write_results(path, [{"index": 0, "input": GOAL, "target": "7", "score": 1, "history": []}])
+    r = process(run_dir)
+    assert r.returncode == 1 and not (run_dir / "gsm8k").exists()
+    assert r.stderr == f"error: {path}: not a tree result file (one codeact_agent_tree writes): no column res_cur\n"
+    bad = tree_row(0, {(0,): 1})
+    bad["res_cur"] = 7
+    write_results(path, [bad], TREE_COLUMNS)
+    r = process(run_dir, "--skip_bad_rows")       # every row skipped: nothing to write
+    assert r.returncode == 1 and r.stderr.endswith(f"error: {path}: no task rows\n")
+    assert not (run_dir / "gsm8k").exists()
+    data = tmp_path / "new" / "data"
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    r = run_cli("prepare_dataset.py", "--input", str(binary), "--data_dir", str(data))
+    assert r.returncode == 1 and r.stderr.startswith(f"error: {binary}: unreadable CSV header")
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "new").exists()
+    r = run_cli("prepare_dataset.py", "--input", str(path), "--data_dir", str(data))
+    assert r.returncode == 1 and not (tmp_path / "new").exists()
+    assert r.stderr == (f"error: {path}: not a pairs file: no column selected, positive_history, "
+                        "negative_history\n")
+
+
+def test_prepare_dataset_failing_late_leaves_no_folder(run_dir, tmp_path, model_path):
+    assert process(run_dir).returncode == 0
+    pairs = run_dir / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv"
+    with pytest.raises(P.PairsError, match="no pair fits"):
+        P.prepare_dataset(pairs, tmp_path / "new" / "data", "t", model_path, cutoff_len=10, log=lambda *_: None)
+    assert not (tmp_path / "new").exists()
+
+
 def test_shards_are_read_when_merged_file_is_absent(run_dir):
     (run_dir / "gsm8k.None_split_0.0.None.csv").rename(run_dir / "gsm8k.None_split_0.0.0.csv")
     write_results(run_dir / "gsm8k.None_split_0.0.1.csv", [tree_row(9, {(0,): 1, (1,): 0})], TREE_COLUMNS)
