@@ -16,7 +16,8 @@ Objects are named "<color> <type> <n>" (e.g. "red ball 1", "blue door 2"), numbe
 type in grid order at reset; names stay fixed when objects are carried or moved.
 The agent sees a 7x7 egocentric window (walls block sight); positions are given as steps ahead
 and to the left/right. go_to plans a shortest path (BFS over (cell, direction)) through cells the
-agent has seen. Every tool runs minigrid primitive actions and prints what happened + the new view.
+agent has seen; when there is none it says whether one exists through unseen places, only behind a
+closed door, or not at all (objects block every path). Every tool runs minigrid primitive actions and prints what happened + the new view.
 Success = the mission's reward > 0; the level's own step budget (max_steps primitive actions)
 applies, as in BabyAI. minigrid is imported lazily (load_tasks / make_env).
 """
@@ -271,17 +272,18 @@ class Env:
                 return k % g.width, k // g.width
         return None
 
-    def _plan(self, target) -> list | None:
+    def _plan(self, target, seen_only=True, doors_open=False) -> list | None:
         """Shortest primitive-action path (left/right/forward) to face `target` (x, y), walking only
-        through seen cells that can be entered."""
+        through cells that can be entered: seen ones (what go_to walks), or any (seen_only=False,
+        doors_open=True counting every door as open), which only tell why there is no way."""
         u, A = self.u, self.A
         vecs = [(1, 0), (0, 1), (-1, 0), (0, -1)]  # minigrid's directions 0..3
 
         def free(x, y):
-            if not (0 <= x < u.width and 0 <= y < u.height and self.seen[x, y]):
+            if not (0 <= x < u.width and 0 <= y < u.height) or (seen_only and not self.seen[x, y]):
                 return False
             o = u.grid.get(x, y)
-            return o is None or o.can_overlap()
+            return o is None or o.can_overlap() or (doors_open and o.type == "door")
 
         start = (int(u.agent_pos[0]), int(u.agent_pos[1]), int(u.agent_dir))
         prev, todo = {start: None}, deque([start])
@@ -309,7 +311,12 @@ class Env:
         pos = self._pos_of(obj)
         path = None if pos is None else self._plan(pos)
         if path is None:
-            return f"You cannot find a way to the {obj.dp_name} through the places you have seen."
+            # Why: a way through unseen places exists, or only once a door opens, or none at all.
+            if pos is None or self._plan(pos, seen_only=False) is not None:
+                return f"You cannot find a way to the {obj.dp_name} through the places you have seen."
+            if self._plan(pos, seen_only=False, doors_open=True) is not None:
+                return f"There is no open way to the {obj.dp_name}: a closed door is on every path to it."
+            return f"There is no way to the {obj.dp_name}: walls and objects block every path to it."
         for a in path:
             if self.over:
                 break

@@ -158,6 +158,42 @@ def test_pickup_and_doors():
     assert "Traceback" not in out
 
 
+@needs_engine
+def test_go_to_says_whether_a_way_exists_at_all():
+    """A real GoToLocal room rebuilt as two halves joined by one door: the way to the ball is
+    through unseen places, behind the closed door, or blocked by a box beyond the door."""
+    from minigrid.core.world_object import Ball, Box, Door, Wall
+    env = make_env(load_tasks("babyai_GoToLocal", "test")[0])
+    u = env.u
+    for x in range(1, u.width - 1):
+        for y in range(1, u.height - 1):
+            u.grid.set(x, y, None)
+    for y in range(1, u.height - 1):
+        u.grid.set(3, y, Wall())
+    door, ball, box = Door("blue", is_open=True), Ball("red"), Box("grey")
+    door.dp_name, ball.dp_name, box.dp_name = "blue door 1", "red ball 1", "grey box 1"
+    u.grid.set(3, 3, door)
+    u.grid.set(5, 5, ball)
+    u.agent_pos, u.agent_dir = (1, 3), 0
+    env.known = {"blue door 1": door, "red ball 1": ball}
+    env.seen[:] = False
+    env.seen[1:4, :] = True                    # the agent's half and the door, not beyond
+
+    def go_to():
+        return run_code(env, "go_to('red ball 1')").splitlines()[0]
+    assert go_to() == "You cannot find a way to the red ball 1 through the places you have seen."
+    door.is_open = False
+    assert go_to() == "There is no open way to the red ball 1: a closed door is on every path to it."
+    door.is_open = True
+    u.grid.set(4, 3, box)                      # the only way on from the door
+    assert go_to() == "There is no way to the red ball 1: walls and objects block every path to it."
+    env.seen[:] = True                         # all of it seen: still no way, the same answer
+    assert go_to() == "There is no way to the red ball 1: walls and objects block every path to it."
+    u.grid.set(4, 3, None)
+    assert go_to().startswith("You go to the red ball 1.")
+    assert tuple(u.front_pos) == (5, 5)        # facing the ball
+
+
 # ---- branching ----
 
 @needs_engine
