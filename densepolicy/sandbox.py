@@ -18,6 +18,19 @@ Design (host side here, process side in sandbox_worker.py):
 Each process has its own unix socket to the host (a socketpair end passed with the fork command),
 so asyncio can drive hundreds of runs at once; a semaphore bounds how many execute together.
 Not snapshotted: files. All snapshots of an episode share its working directory.
+
+Protections (the isolated mode, as root with `unshare`; without it start() says what is missing):
+- Environment: episodes see only ENV_ALLOWED of the host's variables (no API keys or tokens).
+- Files: a fresh root holding, read-only, only the system directories, the interpreter and its
+  sys.path, the project's packages and the data directories; a /proc showing each episode uid only
+  its own processes. Each episode gets its own tmpfs of 64 MiB in total (sandbox_worker.
+  EPISODE_FILES_BYTES) at /tmp, /var/tmp, /dev/shm and its working directory, in its own mount
+  namespace, so the kernel frees it with the episode's last process.
+- Lifetime: an episode ends when its last live process is gone (released, evicted, dropped
+  without release, killed); the zygote then kills its uid and its session, so processes that
+  detached with setsid die too. close() kills everything below the zygote.
+- Floods: a step that leaves more than FLOOD_THREADS threads is rolled back; a fork that fails on
+  the episode's process limit stops the episode's stray processes (keeping its states) and retries.
 """
 import asyncio
 import json
@@ -40,6 +53,11 @@ SETUP_TIMEOUT = 120.0   # seconds for an episode root to start and run its setup
 REPLY_TIMEOUT = 10.0    # seconds for a parked process to answer a fork command
 UID_BASE = 10_000_000   # episode uids: UID_BASE + block * 1000 + i, block random per pool
 MAX_MSG = 16 << 20
+# The only host environment variables an episode sees: locale and search path for the programs
+# model code runs, and the data locations the environments' setup functions read. Everything else
+# (API keys, hub tokens, cloud credentials) stays out; HOME/TMPDIR/PWD point into the episode.
+ENV_ALLOWED = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "DATA_DIR", "ALFWORLD_DATA")
+ENV_ALLOWED_PREFIXES = ("LC_",)
 
 
 @dataclass
@@ -81,16 +99,24 @@ class _Dead(Exception):
 class _Proc:
     """Host end of one worker process's socket."""
 
-    def __init__(self, sock, pid, uid):
-        self.sock, self.pid, self.uid = sock, pid, uid
+    def __init__(self, sock, pid, episode=None):
+        self.sock, self.pid, self.episode = sock, pid, episode
+        self.uid = episode.uid if episode else None
         self.lock = asyncio.Lock()  # one command at a time: replies come back in order
         self.alive = True
         self.pins = 0               # steps forking from it right now
+        if episode:
+            episode.procs.add(self)
 
     def close(self):
+        """Safe from a garbage-collector finalizer in any thread: no awaiting here."""
         if self.alive:
             self.alive = False
             self.sock.close()  # the parked process reads EOF and exits
+            if self.episode:
+                self.episode.procs.discard(self)
+                if not self.episode.procs:
+                    self.episode.over()
 
     def usable(self):
         """Alive as far as we can tell without a round trip: a parked process never speaks
@@ -142,6 +168,25 @@ class _Proc:
         return msg
 
 
+class _Episode:
+    """The processes of one episode root and everything forked from it. Once none of them is
+    live on the host side, the episode is over and the zygote kills whatever of it remains."""
+
+    def __init__(self, pool, uid, name):
+        self.pool, self.uid, self.name, self.sid = pool, uid, name, None
+        self.procs = set()  # its live _Procs; each removes itself on close()
+
+    def over(self):
+        self.pool._episode_over(self)
+
+
+def sandbox_env(environ=None) -> dict:
+    """The environment the sandbox processes start with: the allowed part of `environ`."""
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items()
+            if k in ENV_ALLOWED or k.startswith(ENV_ALLOWED_PREFIXES)}
+
+
 def default_readable() -> tuple[str, ...]:
     """The data directories named by the environment, and ../shared/data beside the project."""
     return tuple(p for p in (os.environ.get("DATA_DIR"), os.environ.get("ALFWORLD_DATA"),
@@ -179,6 +224,10 @@ class SandboxPool:
         self._tmp = None
         self._sem = None
         self._closed = False
+        self._loop = None
+        self._ending = []              # episodes over, for the reaper task to end in the zygote
+        self._wake = None
+        self._reaper = None
 
     async def __aenter__(self):
         await self.start()
@@ -191,19 +240,26 @@ class SandboxPool:
 
     async def start(self) -> None:
         self._sem = asyncio.Semaphore(self.max_concurrency)
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         self.drop_privileges = os.name == "posix" and os.geteuid() == 0
         want_ns = self.isolate and _can_isolate()
+        why = None
         if self.isolate and not want_ns:
-            print("densepolicy.sandbox: warning: namespaces unavailable (needs Linux, root and "
-                  "`unshare`); running without network/filesystem isolation", file=sys.stderr)
+            why = "namespaces unavailable (needs Linux, root and `unshare`)"
         if want_ns:
             try:
                 await self._start_zygote(True)
-                return
             except RuntimeError as exc:
-                print(f"densepolicy.sandbox: warning: isolated zygote failed ({exc}); running "
-                      "without network/filesystem isolation", file=sys.stderr)
-        await self._start_zygote(False)
+                why = f"isolated zygote failed ({exc})"
+        if not self.isolated:
+            await self._start_zygote(False)
+        if why:
+            print(f"densepolicy.sandbox: warning: {why}; missing: network isolation, the "
+                  "restricted file view (host files readable), the per-episode file quota, "
+                  "and detached (setsid) processes may outlive their episode until close()"
+                  + ("" if self.drop_privileges else "; model code runs as this user"),
+                  file=sys.stderr)
+        self._reaper = asyncio.create_task(self._reap_episodes())
 
     async def _start_zygote(self, isolated):
         if not isolated:  # episode dirs then live in a host temp dir, removed at close()
@@ -218,10 +274,10 @@ class SandboxPool:
         host, child = socket.socketpair()
         cmd = [sys.executable, "-I", str(WORKER), str(child.fileno()), json.dumps(cfg)]
         if isolated:
-            cmd = ["unshare", "-n", "-m", "--"] + cmd
+            cmd = [shutil.which("unshare"), "-n", "-m", "--"] + cmd
         self._zygote = await asyncio.create_subprocess_exec(
             *cmd, pass_fds=[child.fileno()], stdin=asyncio.subprocess.DEVNULL,
-            start_new_session=True)
+            start_new_session=True, env=sandbox_env())
         child.close()
         host.setblocking(False)
         proc = _Proc(host, self._zygote.pid, None)
@@ -253,6 +309,8 @@ class SandboxPool:
         if self._closed:
             return
         self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
         for proc in list(self._live):
             proc.close()
         self._live.clear()
@@ -266,6 +324,47 @@ class SandboxPool:
         await self._kill_zygote()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # ---- episode ends ----
+
+    def _episode_over(self, episode):
+        self._ending.append(episode)
+        try:  # maybe called by a finalizer in another thread: wake the reaper thread-safely
+            self._loop.call_soon_threadsafe(self._wake.set)
+        except (RuntimeError, AttributeError):  # the loop is closed: the zygote's exit kills all
+            pass
+
+    async def _reap_episodes(self):
+        """Ends, in the zygote, every episode that is over (see _Episode)."""
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._ending and self._zproc is not None and self._zproc.alive:
+                    ep = self._ending.pop(0)
+                    async with self._zproc.lock:
+                        await self._zproc.send({"op": "end", "uid": ep.uid, "sid": ep.sid,
+                                                "name": ep.name})
+                        await asyncio.wait_for(self._zproc.recv(), REPLY_TIMEOUT)
+                    self._uids.discard(ep.uid)
+        except (_Dead, asyncio.TimeoutError):  # the zygote is gone: nothing of it is left to end
+            self._ending.clear()
+
+    async def settle(self) -> None:
+        """Wait until every episode that is over has been ended in the zygote (for tests)."""
+        while self._ending or self._wake.is_set():
+            await asyncio.sleep(0.01)
+        async with self._zproc.lock:  # an end in progress holds the lock
+            pass
+
+    async def _reclaim(self, episode):
+        """Stop the episode's processes other than its live states; returns how many."""
+        if episode.uid is None:
+            return 0
+        async with self._zproc.lock:
+            await self._zproc.send({"op": "reclaim", "uid": episode.uid,
+                                    "keep": [p.pid for p in episode.procs]})
+            return (await asyncio.wait_for(self._zproc.recv(), REPLY_TIMEOUT)).get("stopped", 0)
 
     # ---- live process bookkeeping ----
 
@@ -314,7 +413,7 @@ class SandboxPool:
 
     # ---- forking ----
 
-    async def _fork(self, parent, job, timeout, uid=None):
+    async def _fork(self, parent, job, timeout, uid=None, episode=None):
         """Fork `parent` (a _Proc), send `job` to the child, wait for its reply.
 
         Returns (child _Proc or None, reply or None, timed_out). Raises _Dead if the parent is
@@ -337,12 +436,18 @@ class SandboxPool:
             raise
         if "pid" not in reply:  # e.g. fork failed (process limit): the parent itself is fine
             host.close()
-            return None, {"error": reply.get("error", "fork failed")}, False
-        proc = _Proc(host, reply["pid"], uid if uid is not None else parent.uid)
+            return None, {"error": reply.get("error", "fork failed"),
+                          "eagain": reply.get("eagain")}, False
+        proc = _Proc(host, reply["pid"], episode or parent.episode)
+        if episode is not None:  # an episode root: it leads the episode's session
+            episode.sid = proc.pid
         self.stats["forks"] += 1
         try:
             await proc.send(job)
             reply = await asyncio.wait_for(proc.recv(), timeout)
+            if "rejected" in reply:  # the step undid itself (e.g. a thread flood) and exits
+                self._kill_group(proc)
+                return None, {"error": reply["rejected"]}, False
             return proc, reply, False
         except asyncio.TimeoutError:
             self._kill_group(proc)
@@ -370,15 +475,16 @@ class SandboxPool:
         if uid is not None:
             if uid in self._uids:  # the uid block wrapped: clear out its previous owner
                 async with self._zproc.lock:
-                    await self._zproc.send({"op": "kill_uid", "uid": uid})
+                    await self._zproc.send({"op": "end", "uid": uid})
                     await self._zproc.recv()
             self._uids.add(uid)
         self.stats["episodes"] += 1
-        job = {"setup": setup, "kwargs": setup_kwargs or {}, "uid": uid,
-               "name": f"ep-{self.stats['episodes']}-{uid or 0}"}
+        episode = _Episode(self, uid, f"ep-{self.stats['episodes']}-{uid or 0}")
+        job = {"setup": setup, "kwargs": setup_kwargs or {}, "uid": uid, "name": episode.name}
         async with self._sem:
             try:
-                proc, reply, timed_out = await self._fork(self._zproc, job, SETUP_TIMEOUT, uid)
+                proc, reply, timed_out = await self._fork(self._zproc, job, SETUP_TIMEOUT, uid,
+                                                          episode)
             except _Dead:
                 raise RuntimeError("sandbox zygote died") from None
         if proc is None or not reply.get("ok"):
@@ -446,21 +552,29 @@ class SandboxPool:
         if self._closed or self._zproc is None:
             raise RuntimeError("sandbox pool is not running (use `async with SandboxPool()`)")
         same = Snapshot(snapshot, status=snapshot.status)  # the result when the step fails
+        note = ""
         for _ in range(5):  # the base may die under us (e.g. killed by a sibling): rebuild it
             try:
                 base = await self._live_proc(snapshot)
                 proc, reply, timed_out = await self._step(base, code, self.timeout)
-                break
             except _Dead:
                 continue
             except RuntimeError as exc:
                 return same, ExecResult(f"SandboxError: {exc}", False, True, snapshot.status)
+            if proc is None and reply and reply.get("eagain") and not note and base.episode:
+                # Strays of earlier actions (e.g. detached sleepers) fill the process limit:
+                # stop them once, keeping the episode's states, and try again.
+                n = await self._reclaim(base.episode)
+                note = (f"[Note: this episode reached its limit of processes and threads; {n} "
+                        "processes left running by earlier actions were stopped.]\n")
+                continue
+            break
         else:
             return same, ExecResult("SandboxError: the state's process keeps dying", False, True,
                                     snapshot.status)
         if proc is None:
-            out = self._failure(reply, timed_out, self.timeout)
+            out = note + self._failure(reply, timed_out, self.timeout)
             return same, ExecResult(out, timed_out, not timed_out, snapshot.status)
         child = Snapshot(snapshot, code, status=reply.get("status"))
         self._attach(child, proc)
-        return child, ExecResult(str(reply.get("output", "")), False, False, child.status)
+        return child, ExecResult(note + str(reply.get("output", "")), False, False, child.status)

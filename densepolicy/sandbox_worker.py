@@ -33,6 +33,28 @@ WORKDIR = None  # this episode's private working directory
 GLOBALS = {"__name__": "__main__", "__builtins__": builtins}  # the model's interpreter state
 EXIT_REFUSED = ("exit() / quit() / sys.exit() are not allowed here: the interpreter session "
                 "continues and its state is kept.")
+FILE_BYTES = 16 << 20  # per file (RLIMIT_FSIZE): one write cannot take the whole quota below
+# An episode's files in total: /tmp, /var/tmp, /dev/shm and its working directory are one tmpfs,
+# i.e. memory, freed by the kernel when the episode's last process (its mount namespace) is gone.
+EPISODE_FILES_BYTES = 64 << 20
+FULL_MARGIN = 1 << 20  # less free than this after a step: tell the model why writes fail
+# Threads a parked state may keep. Each counts against the episode's process limit, so a state
+# holding hundreds of sleeping threads would make every later fork of the episode fail.
+FLOOD_THREADS = 32
+# The file view of an isolated sandbox is a fresh root holding only these, read-only, plus the
+# interpreter, its sys.path, the project's packages and the data directories (_needed_paths).
+SYSTEM_DIRS = ("/usr", "/bin", "/lib", "/lib32", "/lib64", "/sbin")  # shell, echo, shared libs
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime",
+             "nsswitch.conf", "passwd", "group", "hosts", "mime.types")  # nothing host-specific
+DEV_NODES = ("null", "zero", "full", "random", "urandom")
+SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # the writable places, all one tmpfs
+# The new root itself: root-owned and tiny, so episode uids cannot write there and a bug cannot
+# fill memory; left writable so a write outside the scratch space fails as "Permission denied".
+ROOT_TMPFS = "size=1m,mode=755"
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC = 32, 4096, 8192, 16384
+CLONE_NEWNS = 0x00020000
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 36, 38
 
 
 # ---- messages ----
@@ -185,6 +207,16 @@ def run_step(job):
     if total > limit:
         text = text[:limit] + f"\n[... {total - limit} more characters of output truncated]"
     _park(out)
+    threads = len(os.listdir("/proc/self/task"))
+    if threads > FLOOD_THREADS:  # the host answers with the parent's state; exiting stops them
+        return {"rejected": f"the action left {threads - 1} threads running (a state may keep at "
+                            f"most {FLOOD_THREADS - 1}); they were stopped"}
+    if CFG["isolate"]:
+        st = os.statvfs(WORKDIR)
+        if st.f_bavail * st.f_frsize < FULL_MARGIN:
+            text += (f"\n[Note: this episode's files (working directory, /tmp, /var/tmp, /dev/shm)"
+                     f" are limited to {EPISODE_FILES_BYTES >> 20} MiB in total and that space is "
+                     "full; delete files to write more.]")
     return {"output": text, "status": _env_status()}
 
 
@@ -208,15 +240,62 @@ def _prctl(option, arg):
         pass
 
 
+def _libc_call(name, *args):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if getattr(libc, name)(*args) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}{args!r}: {os.strerror(err)}")
+
+
+def _mount(src, dst, fstype=None, flags=0, data=None):
+    enc = lambda x: x.encode() if isinstance(x, str) else x
+    _libc_call("mount", enc(src), enc(dst), enc(fstype), flags, enc(data))
+
+
+def _bind(fd, dst, readonly=True):
+    """Bind the file or directory open as O_PATH `fd` at `dst` (created as needed), then close fd."""
+    if os.path.isdir(f"/proc/self/fd/{fd}"):
+        os.makedirs(dst, mode=0o755, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+        open(dst, "a").close()
+    _mount(f"/proc/self/fd/{fd}", dst, None, MS_BIND | MS_REC)
+    if readonly:  # a bind mount takes the flags of its source until remounted
+        _mount(None, dst, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+    os.close(fd)
+
+
+def _readable_in_scratch():
+    return [p for p in (os.path.normpath(p) for p in CFG.get("readable", ()))
+            if any(_under(p, d) for d in SCRATCH)]
+
+
+def _private_scratch():
+    """This episode's own mount namespace with one fresh EPISODE_FILES_BYTES tmpfs bound at every
+    writable place. Data directories that live under /tmp are bound back in."""
+    _libc_call("unshare", CLONE_NEWNS)
+    # Opened in the new namespace: a mount of another namespace cannot be bound.
+    keep = {p: os.open(p, os.O_PATH) for p in _readable_in_scratch() if os.path.exists(p)}
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+           f"mode=1777,size={EPISODE_FILES_BYTES},nr_inodes=16k")
+    for d in SCRATCH[1:]:
+        if os.path.isdir(d):
+            _mount("/tmp", d, None, MS_BIND)
+    for p, fd in keep.items():
+        _bind(fd, p)
+
+
 def start_episode(job):
     """In a child of the zygote: limits, private dir, privilege drop, setup. Returns the reply."""
     global ENV, WORKDIR
     uid = job.get("uid")
     mem = CFG["memory_bytes"]
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 20, 16 << 20))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_BYTES, FILE_BYTES))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversize writes fail with EFBIG instead
+    if CFG["isolate"]:
+        _private_scratch()
     WORKDIR = os.path.join(CFG["work_root"], job["name"])
     os.makedirs(WORKDIR, mode=0o700)
     if uid is not None:
@@ -227,7 +306,10 @@ def start_episode(job):
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
-        _prctl(38, 1)  # PR_SET_NO_NEW_PRIVS: setuid binaries cannot give root back
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot give root back
+        # setuid() made us non-dumpable, which hands /proc/self to root (no /proc/self/fd, ...);
+        # only the episode's own uid gains access, and core dumps stay off (RLIMIT_CORE 0).
+        _prctl(PR_SET_DUMPABLE, 1)
     os.chdir(WORKDIR)
     os.environ.update(HOME=WORKDIR, TMPDIR=WORKDIR, PWD=WORKDIR)
     builtins.input = _refuse_input
@@ -248,22 +330,27 @@ def start_episode(job):
 
 # ---- zygote ----
 
-TMPFS = (("/tmp", "2g"), ("/var/tmp", "256m"), ("/dev/shm", "256m"), ("/run/lock", "16m"),
-         ("/dev/mqueue", "16m"))  # every world-writable place: fresh and private in the sandbox
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC = 2, 4, 4096, 16384
+def _project_packages():
+    """The project's top-level directories that hold Python code (not results, logs, venvs)."""
+    root = CFG["project_root"]
+    return [os.path.join(root, d) for d in sorted(os.listdir(root))
+            if not d.startswith(".") and os.path.isdir(os.path.join(root, d))
+            and any(f.endswith(".py") for f in os.listdir(os.path.join(root, d)))]
 
 
 def _needed_paths():
     """Directories the sandboxed Python must be able to read: interpreter, libraries, project."""
     paths = [sys.base_prefix, sys.prefix, sys.base_exec_prefix, sys.exec_prefix,
-             CFG["project_root"], os.path.dirname(os.path.realpath(sys.executable))] + sys.path
+             os.path.dirname(os.path.realpath(sys.executable))] + sys.path + _project_packages()
+    if CFG["isolate"]:
+        paths += [d for d in SYSTEM_DIRS if not os.path.islink(d)]
     paths = {os.path.realpath(p) for p in paths if p and os.path.isdir(p)}
     # Data directories keep the path they were named by: task files are named through it, even
     # when it runs through a symbolic link that the private /tmp would hide.
     paths = sorted(paths | {os.path.normpath(p) for p in CFG.get("readable", ())})
     kept = []
     for p in paths:  # sorted, so a parent comes before what is inside it
-        if not any(p == k or p.startswith(k + "/") for k in kept):
+        if not any(_under(p, k) for k in kept):
             kept.append(p)
     return kept
 
@@ -282,33 +369,97 @@ def _under(path, top):
     return path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def _isolate_fs():
-    """In our private mount namespace: fresh tmpfs over every world-writable place (nothing
-    written there reaches the host) and over directories like /root that hide the interpreter
-    from unprivileged uids; the needed directories are bind-mounted back."""
-    libc = ctypes.CDLL(None, use_errno=True)
+def _new_root():
+    """In our private mount namespace: a fresh root holding, read-only, only what the sandbox
+    needs (_needed_paths, SYSTEM_DIRS, ETC_FILES, DEV_NODES), a /proc that shows each uid only
+    its own processes, and empty SCRATCH mount points for the episodes' own tmpfs. Then enter it.
+    Nothing else of the host's filesystem can be named from inside."""
+    srcs = {p: os.open(p, os.O_PATH) for p in _needed_paths()}
+    for name in ETC_FILES:
+        if os.path.exists("/etc/" + name):
+            srcs["/etc/" + name] = os.open("/etc/" + name, os.O_PATH)
+    devs = {"/dev/" + n: os.open("/dev/" + n, os.O_PATH) for n in DEV_NODES
+            if os.path.exists("/dev/" + n)}
+    links = {d: os.readlink(d) for d in SYSTEM_DIRS if os.path.islink(d)}
+    new = "/tmp"  # any directory: covered only in this namespace, and moved onto / below
+    _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, ROOT_TMPFS)
+    for p, fd in sorted(srcs.items()):
+        _bind(fd, new + p)
+    for p, fd in devs.items():
+        _bind(fd, new + p, readonly=False)  # device nodes: writing /dev/null must work
+    for d, target in links.items():
+        os.symlink(target, new + d)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{new}/dev/{name}")
+    os.makedirs(new + "/proc")
+    for opts in ("hidepid=invisible", "hidepid=2"):  # the name needs Linux >= 5.8
+        try:
+            _mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts)
+            break
+        except OSError:
+            pass
+    else:
+        raise OSError("cannot mount a private /proc")
+    for d in SCRATCH:
+        os.makedirs(new + d, mode=0o755, exist_ok=True)
+    os.chdir(new)
+    _mount(new, "/", None, MS_MOVE)
+    os.chroot(".")  # unprivileged episode processes cannot leave it (no CAP_SYS_CHROOT)
+    os.chdir("/")
 
-    def mount(src, dst, fstype, flags, data):
-        if libc.mount(src.encode(), dst.encode(), fstype and fstype.encode(), flags,
-                      data and data.encode()) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"mount {src} on {dst}: {os.strerror(err)}")
 
-    anchors = {p: f"mode=1777,size={size}" for p, size in TMPFS
-               if os.path.isdir(p) and not os.path.islink(p)}
-    keep = _needed_paths()
-    for k in keep:
-        a = _blocked_ancestor(k)
-        if a and not any(_under(a, b) for b in anchors):
-            anchors[a] = "mode=755,size=1m"
-    anchors = {a: o for a, o in anchors.items() if not any(a != b and _under(a, b) for b in anchors)}
-    fds = {k: os.open(k, os.O_PATH) for k in keep if any(_under(k, a) for a in anchors)}
-    for a, opts in anchors.items():
-        mount("tmpfs", a, "tmpfs", MS_NOSUID | MS_NODEV, opts)
-    for k, fd in fds.items():
-        os.makedirs(k, mode=0o755, exist_ok=True)
-        mount(f"/proc/self/fd/{fd}", k, None, MS_BIND | MS_REC, None)
-        os.close(fd)
+def _procs():
+    """pid -> (parent pid, session id, uid) of every live (non-zombie) process we can see."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    state, ppid, _, sid = f.read().rsplit(")", 1)[1].split()[:4]
+                if state not in "ZX":
+                    table[int(name)] = (int(ppid), int(sid), os.stat(f"/proc/{name}").st_uid)
+            except (OSError, ValueError):
+                pass
+    return table
+
+
+def _reap():
+    """Reap our children that died (killed episode processes became zombies here)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _kill_where(pick, rounds=50):
+    """SIGKILL every process `pick(pid, table)` selects, again until none is left (a fork bomb
+    races each pass) or `rounds` passes. Returns how many were signalled."""
+    import time
+    n = 0
+    for _ in range(rounds):
+        table = _procs()
+        hit = [p for p in table if p != os.getpid() and pick(p, table)]
+        if not hit:
+            break
+        for p in hit:
+            try:
+                os.kill(p, signal.SIGKILL)
+                n += 1
+            except OSError:
+                pass
+        time.sleep(0.005)
+        _reap()
+    return n
+
+
+def _descends(pid, top, table):
+    while pid in table and pid > 1:
+        if pid == top:
+            return True
+        pid = table[pid][0]
+    return False
 
 
 def _kill_uid(uid):
@@ -327,11 +478,20 @@ def _kill_uid(uid):
         os._exit(0)
     os.waitpid(pid, 0)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    try:  # episode processes that died meanwhile became zombies: reap them
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
-    except ChildProcessError:
-        pass
+    _reap()  # episode processes that died meanwhile became zombies
+
+
+def _end_episode(msg):
+    """Every process of one episode dies: all of its uid when it has one (nothing can leave a
+    uid), and all of its session (the episode root's pid: never reused while the session lives).
+    Without namespaces its files are a host directory: removed."""
+    if msg.get("uid") is not None:
+        _kill_uid(msg["uid"])
+    if msg.get("sid"):
+        _kill_where(lambda p, t: t[p][1] == msg["sid"])
+    if not CFG["isolate"] and msg.get("name"):
+        import shutil
+        shutil.rmtree(os.path.join(CFG["work_root"], msg["name"]), ignore_errors=True)
 
 
 def _wait_gone(uids, wait=2.0):
@@ -339,17 +499,10 @@ def _wait_gone(uids, wait=2.0):
     import time
     end = time.monotonic() + wait
     while uids and time.monotonic() < end:
-        left = False
-        for pid in os.listdir("/proc"):
-            try:
-                left = pid.isdigit() and os.stat(f"/proc/{pid}").st_uid in uids
-            except OSError:
-                pass
-            if left:
-                break
-        if not left:
+        if not any(u in uids for _, _, u in _procs().values()):
             return
         time.sleep(0.02)
+        _reap()
 
 
 def serve(conn, zygote):
@@ -358,9 +511,12 @@ def serve(conn, zygote):
     while True:
         msg, fds = recv(conn)
         if msg is None:
-            for uid in uids:
-                _kill_uid(uid)
-            _wait_gone(uids)
+            if zygote:  # the pool closed: every sandbox process is below us (we are subreaper)
+                for uid in uids:
+                    _kill_uid(uid)
+                me = os.getpid()
+                _kill_where(lambda p, t: _descends(p, me, t))
+                _wait_gone(uids)
             os._exit(0)
         op = msg.get("op")
         if op == "fork" and fds:
@@ -368,40 +524,55 @@ def serve(conn, zygote):
                 pid = os.fork()
             except OSError as exc:
                 os.close(fds[0])
-                send(conn, {"error": f"fork failed: {exc}"})
+                send(conn, {"error": f"fork failed: {exc}", "eagain": exc.errno == 11})
                 continue
             if pid == 0:
                 conn.close()  # the host must see EOF on it when this parent dies
                 for fd in fds[1:]:
                     os.close(fd)
                 conn = socket.socket(fileno=fds[0])
-                os.setpgid(0, 0)
+                if zygote:
+                    os.setsid()  # the episode's session: how _end_episode finds its processes
+                else:
+                    os.setpgid(0, 0)
                 job, _ = recv(conn)
                 if job is None:
                     os._exit(0)
                 if zygote:
                     zygote = False
                     uids = set()
-                    reply = start_episode(job)
+                    try:
+                        reply = start_episode(job)
+                    except BaseException as exc:  # e.g. a mount failed: say so, not just "died"
+                        reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
                     send(conn, reply)
                     if not reply["ok"]:
                         os._exit(1)
                 else:
-                    send(conn, run_step(job))
+                    reply = run_step(job)
+                    send(conn, reply)
+                    if "rejected" in reply:
+                        os._exit(1)
                 continue
             for fd in fds:
                 os.close(fd)
-            try:
-                os.setpgid(pid, pid)  # also done by the child; whichever runs first wins the race
-            except OSError:
-                pass
+            if not zygote:
+                try:
+                    os.setpgid(pid, pid)  # also done by the child; whichever runs first wins
+                except OSError:
+                    pass
             if zygote and msg.get("uid") is not None:
                 uids.add(msg["uid"])
             send(conn, {"pid": pid})
-        elif op == "kill_uid" and zygote:
-            _kill_uid(msg["uid"])
-            uids.discard(msg["uid"])
+        elif op == "end" and zygote:
+            _end_episode(msg)
+            uids.discard(msg.get("uid"))
             send(conn, {"ok": True})
+        elif op == "reclaim" and zygote:
+            # A flood hit the episode's process limit: stop all its processes but its states.
+            keep = set(msg.get("keep") or ())
+            n = _kill_where(lambda p, t: t[p][2] == msg["uid"] and p not in keep)
+            send(conn, {"stopped": n})
         else:
             for fd in fds:
                 os.close(fd)
@@ -415,7 +586,7 @@ def main():
     hello = {"ok": True, "pid": os.getpid(), "isolated": False, "drop": CFG["drop"]}
     try:
         if CFG["isolate"]:
-            _isolate_fs()
+            _new_root()
             hello["isolated"] = True
         elif CFG["drop"] and any(_blocked_ancestor(p) for p in _needed_paths()):
             hello["drop"] = False  # an unprivileged uid could not even import the stdlib
@@ -426,7 +597,7 @@ def main():
                           NUMEXPR_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
         for name in CFG["preload"]:
             __import__(name)
-        _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphaned sandbox processes are reaped here
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphaned sandbox processes are reaped here
         sys.stdin = open(os.devnull)
         os.dup2(sys.stdin.fileno(), 0)
         _park()

@@ -262,3 +262,218 @@ def test_readable_data_dirs_under_tmp_stay_visible(tmp_path):
     seen, written = asyncio.run(go())
     assert seen.output == "the game\n"
     assert "Error" in written.output and not (tmp_path / "real" / "x").exists()
+
+
+# ---- hardening (issue 14): secrets, lifetime, file quota, floods, file view ----
+
+from densepolicy.sandbox import PROJECT_ROOT, _can_isolate  # noqa: E402
+from densepolicy.sandbox_worker import EPISODE_FILES_BYTES  # noqa: E402
+
+# A grandchild that leaves the step's process group and session (setsid, double fork) and
+# sleeps; the step prints its pid.
+DETACH = ("import os, time\nr, w = os.pipe()\nif os.fork() == 0:\n    os.setsid()\n"
+          "    if os.fork() == 0:\n        os.write(w, str(os.getpid()).encode())\n"
+          "        time.sleep(600)\n    os._exit(0)\nos.close(w)\nprint(int(os.read(r, 32)))")
+
+
+def _need_isolation(pool):
+    """Skip where the isolated mode cannot exist here; where it can, it must be in effect."""
+    if not _can_isolate():
+        pytest.skip("needs Linux, root and `unshare` (mount namespaces and episode uids)")
+    assert pool.isolated and pool.drop_privileges, "isolation possible here but not in effect"
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+def test_host_secret_never_visible(monkeypatch):
+    marker = "densepolicy_marker_" + uuid.uuid4().hex
+    monkeypatch.setenv("DENSEPOLICY_TEST_SECRET", marker)
+    monkeypatch.setenv("HF_TOKEN", marker)
+    probes = ["import os; print(dict(os.environ))",
+              "print(open('/proc/self/environ', 'rb').read())",
+              "import subprocess; print(subprocess.run(['env'], capture_output=True, text=True).stdout)",
+              "import os; print(os.popen('cat /proc/$$/environ; env').read())"]
+
+    async def main():
+        async with SandboxPool() as pool:
+            root, _ = await pool.new_episode(ENV, {"start": 1})
+            s, _ = await pool.run(root, "increment()")
+            return [(await pool.run(snap, code))[1].output for code in probes for snap in (root, s)]
+
+    outs = arun(main())
+    for out in outs:
+        assert "PATH" in out, out  # the probe did print an environment
+        assert marker not in out and "DENSEPOLICY_TEST_SECRET" not in out and "HF_TOKEN" not in out
+
+
+def test_no_process_outlives_its_episode():
+    async def main():
+        async with SandboxPool(timeout=3.0) as pool:
+            _need_isolation(pool)
+            # Released: detached children of a state, of a child state and of the parent again.
+            root, _ = await pool.new_episode()
+            s1, r1 = await pool.run(root, DETACH)
+            s2, r2 = await pool.run(s1, DETACH)
+            s3, r3 = await pool.run(root, DETACH)
+            released = [int(r.output) for r in (r1, r2, r3)]
+            assert all(_running(p) for p in released)
+            for snap in (s3, s1):
+                pool.release(snap)
+            await pool.settle()
+            assert all(_running(p) for p in released), "ended while a state was still live"
+            for snap in (root, s2):
+                pool.release(snap)
+            await pool.settle()
+            left = [p for p in released if _running(p)]
+            assert not left, f"still running after the last release: {left}"
+            # Dropped without release: the garbage collector's finalizer ends the episode.
+            root, _ = await pool.new_episode()
+            s, r = await pool.run(root, DETACH)
+            dropped = int(r.output)
+            del root, s
+            import gc
+            gc.collect()
+            await pool.settle()
+            assert not _running(dropped)
+            # Still live when the pool closes.
+            root, _ = await pool.new_episode()
+            _, r = await pool.run(root, DETACH)
+            return int(r.output)
+
+    at_close = arun(main())
+    assert not _running(at_close)
+
+
+def test_episode_end_without_namespaces_kills_its_session_and_files():
+    # The fallback (no root / no unshare) still ends what did not detach, and removes the files.
+    plain = "import os, subprocess; print(subprocess.Popen(['sleep', '600']).pid, os.getcwd())"
+
+    async def main():
+        async with SandboxPool(isolate=False) as pool:
+            root, _ = await pool.new_episode()
+            s, r = await pool.run(root, plain)
+            pid, workdir = r.output.split()
+            assert _running(pid) and os.path.isdir(workdir)
+            pool.release(root)
+            pool.release(s)
+            await pool.settle()
+            assert not _running(pid) and not os.path.exists(workdir)  # before close()
+    arun(main())
+
+
+def test_episode_files_quota_and_cleanup():
+    assert EPISODE_FILES_BYTES == 64 << 20
+    fill = ("import os\nfor i, d in enumerate(['/tmp', '/var/tmp', '/dev/shm', '.', '.']):\n"
+            "    with open(os.path.join(d, f'f{i}'), 'wb') as f:\n"
+            "        f.write(b'x' * (15 << 20))\n    print('wrote', i)")
+
+    async def main():
+        async with SandboxPool(timeout=5.0) as pool:
+            _need_isolation(pool)
+            root, _ = await pool.new_episode()
+            s, r = await pool.run(root, fill)
+            assert r.output.count("wrote") == 4, r.output  # 4 x 15 MiB fit, the 5th does not
+            assert "No space left on device" in r.output and "64 MiB in total" in r.output
+            # The episode's states share its files; another episode does not see them.
+            _, r = await pool.run(root, "import os; sorted(os.listdir('/tmp'))")
+            assert "'f0'" in r.output
+            other, _ = await pool.new_episode()
+            _, r = await pool.run(other, "import os; os.listdir('/tmp'), os.listdir('/dev/shm')")
+            assert "f0" not in r.output and "f2" not in r.output
+            _, r = await pool.run(s, "import os; os.readlink('/proc/self/ns/mnt')")
+            ns = r.output.strip().strip("'")
+            assert ns.startswith("mnt:[")
+            # The tmpfs lives as long as a process of its mount namespace: none once it ended.
+            for snap in (root, s):
+                pool.release(snap)
+            await pool.settle()
+            holders = []
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    if os.readlink(f"/proc/{pid}/ns/mnt") == ns and _running(pid):
+                        holders.append(pid)
+                except OSError:
+                    pass
+            assert not holders, f"the episode's files are still held by {holders}"
+    arun(main())
+
+
+def test_flood_then_next_action_within_timeout():
+    threads = ("import threading, time\nfor _ in range(300):\n"
+               "    try: threading.Thread(target=time.sleep, args=(300,), daemon=True).start()\n"
+               "    except RuntimeError: break\nprint('started')")
+    procs = ("import subprocess\nn = 0\nfor _ in range(500):\n"
+             "    try: subprocess.Popen(['sleep', '300'], start_new_session=True); n += 1\n"
+             "    except OSError: break\nprint('started', n)")
+
+    async def main():
+        async with SandboxPool(timeout=3.0) as pool:
+            _need_isolation(pool)
+            root, _ = await pool.new_episode()
+            s, _ = await pool.run(root, "x = 41")
+            flooded, r = await pool.run(s, "x = 0\n" + threads)
+            assert "threads running" in r.output and "stopped" in r.output, r.output
+            for snap in (flooded, s):
+                t = time.monotonic()
+                _, r = await pool.run(snap, "x + 1")
+                assert r.output == "42\n" and time.monotonic() - t < 3.0
+            # Detached sleepers fill the episode's process limit; the next fork stops them.
+            flooded, r = await pool.run(s, procs)
+            assert r.output.startswith("started"), r.output
+            outs = []
+            for snap in (flooded, s):
+                t = time.monotonic()
+                _, r = await pool.run(snap, "x + 1")
+                outs.append(r.output)
+                assert r.output.endswith("42\n") and time.monotonic() - t < 3.0, r.output
+            assert "processes left running by earlier actions were stopped" in outs[0], outs
+            assert outs[1] == "42\n"
+    arun(main())
+
+
+def test_file_view_hides_host_files_and_protects_project():
+    tag = uuid.uuid4().hex
+    outside = PROJECT_ROOT / f".sandbox_probe_{tag}"  # world-readable, outside every mount
+    outside.write_text("host only")
+    os.chmod(outside, 0o644)
+    project_file = PROJECT_ROOT / "densepolicy" / "sandbox.py"
+    before = project_file.read_bytes()
+    data_dir = os.environ.get("DATA_DIR") or str(PROJECT_ROOT.parent / "shared" / "data")
+    cases = {
+        "outside": f"open({str(outside)!r}).read()",
+        "readme": f"open({str(PROJECT_ROOT / 'README.md')!r}).read()",
+        "etc": "open('/etc/hostname').read()",
+        "host pid": f"import os; os.path.exists('/proc/{os.getpid()}')",
+        "write project": f"open({str(project_file)!r}, 'a').write('# x')",
+        "new project file": f"open({str(PROJECT_ROOT / 'densepolicy' / tag)!r}, 'w')",
+        "read project": f"open({str(project_file)!r}).read(3)",
+        "project read-only": f"import os; bool(os.statvfs({str(project_file)!r}).f_flag & os.ST_RDONLY)",
+        "data dir": f"import os; os.path.isdir({data_dir!r})",
+    }
+
+    async def main():
+        async with SandboxPool() as pool:
+            _need_isolation(pool)
+            root, _ = await pool.new_episode()
+            return {k: (await pool.run(root, c))[1].output for k, c in cases.items()}
+
+    try:
+        outs = arun(main())
+    finally:
+        outside.unlink()
+    for k in ("outside", "readme", "etc"):
+        assert "FileNotFoundError" in outs[k], (k, outs[k])
+    assert outs["host pid"] == "False\n"
+    assert "PermissionError" in outs["write project"]  # the uid is checked first, then the mount
+    assert "Read-only file system" in outs["new project file"]
+    assert outs["project read-only"] == "True\n"
+    assert outs["read project"] == "'\"\"\"'\n"
+    assert outs["data dir"] == ("True\n" if os.path.isdir(data_dir) else "False\n")
+    assert project_file.read_bytes() == before
+    assert not (PROJECT_ROOT / "densepolicy" / tag).exists()
