@@ -1,13 +1,13 @@
 """The sandbox that runs model-written code: one pool of forked, parked Python processes.
 
 Design (host side here, process side in sandbox_worker.py):
-- A pool starts ONE zygote process, on Linux as root inside `unshare -n -m` (no network, fresh
-  tmpfs over /tmp, /var/tmp, /dev/shm, /run/lock; a directory like /root that would hide the
-  interpreter from other uids is covered by a tmpfs holding bind mounts of just what Python
-  needs). It pre-imports `preload` so forks are cheap.
-- new_episode(): the zygote forks an episode root, which drops to a fresh unprivileged uid (so
-  RLIMIT_NPROC bites and the whole episode can be killed by uid), enters a private working
-  directory, runs the optional setup and parks. A parked process is a "snapshot".
+- A pool starts ONE zygote process, on Linux as root inside `unshare -n -m` (no network; a fresh
+  root holding only what Python and the environments need, see Protections). It pre-imports
+  `preload` so forks are cheap. Its environment is the allowed part of ours (ENV_ALLOWED).
+- new_episode(): the zygote forks an episode root, which leads a new session, gets its own mount
+  namespace and 64 MiB tmpfs, drops to a fresh unprivileged uid (so RLIMIT_NPROC bites and the
+  whole episode can be killed by uid), enters a private working directory, runs the optional
+  setup and parks. A parked process is a "snapshot".
 - run(snapshot, code): the snapshot forks a child (copy-on-write), the child runs the code in the
   persistent globals and parks as the new snapshot; the parent stays intact, so a node can branch
   any number of times. Timeout or crash: the child's process group is killed and the new node
@@ -255,10 +255,10 @@ class SandboxPool:
             await self._start_zygote(False)
         if why:
             print(f"densepolicy.sandbox: warning: {why}; missing: network isolation, the "
-                  "restricted file view (host files readable), the per-episode file quota, "
-                  "and detached (setsid) processes may outlive their episode until close()"
-                  + ("" if self.drop_privileges else "; model code runs as this user"),
-                  file=sys.stderr)
+                  "restricted file view (host files and /proc readable), the per-episode file "
+                  "quota, and detached (setsid) processes may outlive their episode until close()"
+                  + ("" if self.drop_privileges else
+                     "; model code runs as this user, without a process limit"), file=sys.stderr)
         self._reaper = asyncio.create_task(self._reap_episodes())
 
     async def _start_zygote(self, isolated):
@@ -352,7 +352,7 @@ class SandboxPool:
 
     async def settle(self) -> None:
         """Wait until every episode that is over has been ended in the zygote (for tests)."""
-        while self._ending or self._wake.is_set():
+        while (self._ending or self._wake.is_set()) and self._zproc.alive:
             await asyncio.sleep(0.01)
         async with self._zproc.lock:  # an end in progress holds the lock
             pass

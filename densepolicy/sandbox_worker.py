@@ -1,10 +1,12 @@
 """Sandbox worker: the process side of densepolicy.sandbox (see that module for the design).
 
 One program plays three roles, all in the same serve() loop:
-  zygote        started once per pool (under `unshare -n -m` when possible); on "fork" it makes an
-                episode root.
-  episode root  drops to an unprivileged uid, chdirs into a private working directory, runs the
-                optional setup, then parks.
+  zygote        started once per pool (under `unshare -n -m` when possible, where it first moves
+                into a fresh root: _new_root); on "fork" it makes an episode root, on "end" it
+                kills every process of an episode, on "reclaim" an episode's strays.
+  episode root  leads its own session, gets its own mount namespace with a private tmpfs at every
+                writable place (_private_scratch), drops to an unprivileged uid, chdirs into a
+                private working directory, runs the optional setup, then parks.
   snapshot      a parked process holding the interpreter state of one tree node; on "fork" it
                 makes a child that runs one code action and then parks as the new snapshot.
 
@@ -253,7 +255,7 @@ def _mount(src, dst, fstype=None, flags=0, data=None):
 
 
 def _bind(fd, dst, readonly=True):
-    """Bind the file or directory open as O_PATH `fd` at `dst` (created as needed), then close fd."""
+    """Bind what O_PATH `fd` names at `dst` (created as needed), read-only; closes `fd`."""
     if os.path.isdir(f"/proc/self/fd/{fd}"):
         os.makedirs(dst, mode=0o755, exist_ok=True)
     else:
@@ -276,6 +278,7 @@ def _private_scratch():
     _libc_call("unshare", CLONE_NEWNS)
     # Opened in the new namespace: a mount of another namespace cannot be bound.
     keep = {p: os.open(p, os.O_PATH) for p in _readable_in_scratch() if os.path.exists(p)}
+    # nr_inodes: empty files cost kernel memory that the size quota does not count
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
            f"mode=1777,size={EPISODE_FILES_BYTES},nr_inodes=16k")
     for d in SCRATCH[1:]:
