@@ -363,7 +363,7 @@ class SandboxPool:
             return 0
         async with self._zproc.lock:
             await self._zproc.send({"op": "reclaim", "uid": episode.uid,
-                                    "keep": [p.pid for p in episode.procs]})
+                                    "keep": [p.pid for p in list(episode.procs)]})
             return (await asyncio.wait_for(self._zproc.recv(), REPLY_TIMEOUT)).get("stopped", 0)
 
     # ---- live process bookkeeping ----

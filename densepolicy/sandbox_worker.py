@@ -488,10 +488,11 @@ def _end_episode(msg):
     """Every process of one episode dies: all of its uid when it has one (nothing can leave a
     uid), and all of its session (the episode root's pid: never reused while the session lives).
     Without namespaces its files are a host directory: removed."""
-    if msg.get("uid") is not None:
-        _kill_uid(msg["uid"])
-    if msg.get("sid"):
-        _kill_where(lambda p, t: t[p][1] == msg["sid"])
+    uid, sid = msg.get("uid"), msg.get("sid")
+    if uid is not None:
+        _kill_uid(uid)
+    # Also waits until they are dead (zombies at most), so the episode's tmpfs is freed now.
+    _kill_where(lambda p, t: t[p][2] == uid or t[p][1] == sid)
     if not CFG["isolate"] and msg.get("name"):
         import shutil
         shutil.rmtree(os.path.join(CFG["work_root"], msg["name"]), ignore_errors=True)
