@@ -20,7 +20,7 @@ SHARD_PATTERN = "{dataset}.None_split_0.0.{shard}.csv"
 # Columns whose cells are JSON; everything else is text. Task fields keep their own type in JSON
 # only when they are not strings (see encode_cell).
 JSON_COLUMNS = {"index", "score", "res", "steps", "turns", "history", "log_infos", "res_cur",
-                "full_index", "policies", "seed", "success",
+                "full_index", "policies", "seed", "success", "sample_scores",
                 # preference-pair files (densepolicy/pairs.py)
                 "data_id", "contrast_step", "selected",
                 *(f"{side}_{f}" for side in ("positive", "negative")
