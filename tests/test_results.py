@@ -43,6 +43,11 @@ def test_partial_last_row_is_dropped_and_writing_resumes(tmp_path):
     ResultWriter(path, COLUMNS).append(_row(2))
     assert [r["index"] for r in read_results(path)] == [0, 2]
     assert done_indices(tmp_path, "d") == {0, 2}
+    # A merged file counts, a tree run's pairs file beside the shards (no index column) does not.
+    ResultWriter(tmp_path / "d.None_split_0.0.None.csv", COLUMNS).append(_row(5))
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "d.None_split_0.0.None.pairs.csv").write_text("data_id,selected\r\n1,true\r\n")
+    assert done_indices(tmp_path, "d") == {0, 2, 5}
 
 
 def test_malformed_rows_name_file_and_row(tmp_path):
