@@ -38,10 +38,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 PY=.venv/bin/python
 T0=$(date +%s)
-stage() {  # stage NAME command...: run it; on failure, say which stage failed and stop
-  local name="$1"; shift
+stage() {  # stage NAME command...: run it and record its seconds; on failure, say which stage failed and stop
+  local name="$1" t; shift
   echo "== [$(date +%H:%M:%S)] $name"
+  t=$(date +%s)
   "$@" || { echo "error: stage '$name' failed (exit $?)" >&2; exit 1; }
+  printf '%s\t%s\n' "$name" "$(( $(date +%s) - t ))" >>"$RUN/stage_seconds.tsv"
 }
 launch() {  # launch TASK_LIMIT AGENT_ARGS MODEL DATASET AGENT: one agent process, wait for it
   local limit="$1" args="$2"; shift 2
@@ -96,9 +98,12 @@ run_of() { echo "$RUN/eval_$1/codeact_agent.$($PY -c 'import sys; from densepoli
 GREEDY_RUN="$($PY -m agents.codeact_agent --print_run_name $EVAL_ARGS)"
 SAMPLED_RUN="$($PY -m agents.codeact_agent --print_run_name $SAMPLED_ARGS)"
 LOSS="$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["train_loss"])' "$RUN/lora/train_results.json")"
+# A resumed run's cost is every invocation's stages, not the last one's.
+SECONDS_ALL="$(awk -F'\t' '{s += $2} END {print s + 0}' "$RUN/stage_seconds.tsv")"
 stage summary $PY -m densepolicy.report --dataset "$DATASET" --pairs "$RUN/merged_pairs.csv" \
   --greedy "$(run_of base "$MODEL" "$GREEDY_RUN")" "$(run_of trained "$TRAINED" "$GREEDY_RUN")" \
   --sampled "$(run_of base "$MODEL" "$SAMPLED_RUN")" "$(run_of trained "$TRAINED" "$SAMPLED_RUN")" \
-  --seconds $(( $(date +%s) - T0 )) --extra "{\"train_loss\": $LOSS, \"run\": \"$RUN\"}" --out "$RUN/summary.json"
-cp "$RUN/summary.json" "$OUT/summary.json"
+  --seconds "$SECONDS_ALL" --out "$RUN/summary.json" \
+  --extra "{\"train_loss\": $LOSS, \"run\": \"$RUN\", \"seconds_this_invocation\": $(( $(date +%s) - T0 ))}"
+cp "$RUN/summary.json" "$OUT/.summary.json.tmp" && mv "$OUT/.summary.json.tmp" "$OUT/summary.json"
 echo "== summary: $OUT/summary.json"

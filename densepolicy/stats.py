@@ -65,7 +65,8 @@ def compare(base: dict, trained: dict) -> PairedComparison:
 def paired_bootstrap_p(base: dict, trained: dict, resamples: int = 10_000, seed: int = 0) -> float:
     """Two-sided p-value of "trained and base solve the same share" by a paired bootstrap over
     tasks ({task: share of its episodes solved}): episodes of one task are not independent, so
-    tasks, not episodes, are resampled."""
+    tasks, not episodes, are resampled. The estimate counts the observed sample as one resample,
+    so it is never 0: its floor, 2 / (resamples + 1), is the test's resolution."""
     import random
     keys = sorted(set(base) & set(trained))
     if not keys:
@@ -79,4 +80,4 @@ def paired_bootstrap_p(base: dict, trained: dict, resamples: int = 10_000, seed:
         m = sum(diffs[rng.randrange(n)] for _ in range(n))
         below += m <= 0
         above += m >= 0
-    return min(1.0, 2 * min(below, above) / resamples)
+    return min(1.0, 2 * (min(below, above) + 1) / (resamples + 1))
