@@ -80,6 +80,9 @@ def main(argv=None):
     ap.add_argument("--keep_truncated", action="store_true",
                     help="keep pairs with a reply cut off at max_tokens as a chosen side or as a completed action "
                          "(dropped and counted by default; an uncompleted cut-off rejected reply is always kept)")
+    ap.add_argument("--pair_examples", choices=P.PAIR_EXAMPLES, default="none",
+                    help="the pair prompt: 'none' drops the in-context examples (SPEC section 8), 'sampled' "
+                         "keeps the ones the rollouts saw (recorded in each tree row)")
     ap.add_argument("--skip_bad_rows", action="store_true",
                     help="warn about and skip a malformed row instead of stopping")
     ap.add_argument("--results_root", default=RESULTS_ROOT, help="where *.pairs.csv are discovered")
@@ -103,7 +106,8 @@ def main(argv=None):
             P.process_result(files, Path(args.data_dir) / args.data_sub_dir, dataset, out_name=name,
                              thre_value=args.thre_value, thre_max=args.thre_max,
                              max_length=args.max_length, n_draw=args.n_draw,
-                             skip_bad_rows=args.skip_bad_rows, keep_truncated=args.keep_truncated)
+                             skip_bad_rows=args.skip_bad_rows, keep_truncated=args.keep_truncated,
+                             examples=args.pair_examples)
         if args.merge_all_pairs:
             files = args.pair_files or P.discover_pair_files(args.results_root)
             n_tasks = {**N_TASKS, **key_values(args.n_tasks, "--n_tasks")}

@@ -90,7 +90,9 @@ async def solve(row: dict, task, ctx) -> dict:
             "steps": {k: finished[k][1].steps for k in keys},
             "history": {k: finished[k][1].history for k in keys},
             "policies": {k: [e["temperature"] for e in finished[k][1].log] for k in keys},
-            "log_infos": {"env_state": root.env_state, "rollouts": search.rollouts,
+            # The in-context examples every rollout saw: a pair prompt can be rebuilt from them.
+            "log_infos": {"env_state": root.env_state, "examples": {"set": task.icl or task.kind, "n": task.n_icl},
+                          "rollouts": search.rollouts,
                           "rounds": search.rounds, "contrast_pairs": pairs, "nodes": len(nodes) - 1,
                           "runs": {k: {"end_reason": finished[k][1].end_reason,
                                        "steps": list(finished[k][1].log)} for k in keys}}}

@@ -92,13 +92,25 @@ def parse_tree(row) -> tuple[dict, dict]:
     return runs, nsteps
 
 
-def pair_prompt(row, dataset, env_state=None):
-    """The preference prompt: instruction and goal in one user turn, no in-context examples."""
+PAIR_EXAMPLES = ("none", "sampled")
+
+
+def pair_prompt(row, dataset, env_state=None, examples="none"):
+    """The preference prompt. "none": instruction and goal in one user turn (SPEC §8); "sampled":
+    the prompt the rollouts saw, in-context examples included, from the example set the tree row
+    records (ValueError when it records none)."""
     from agents.prompts import build_messages
     from dataset import dataset_info
     info = dataset_info(dataset)
-    return build_messages(info["kind"], row["input"], n_icl=0, tools_doc=info.get("tools_doc"),
-                          env_state=env_state, with_examples=False)
+    if examples == "none":
+        return build_messages(info["kind"], row["input"], n_icl=0, tools_doc=info.get("tools_doc"),
+                              env_state=env_state, with_examples=False)
+    used = (row.get("log_infos") or {}).get("examples") if isinstance(row.get("log_infos"), dict) else None
+    if not isinstance(used, dict) or not isinstance(used.get("n"), int):
+        raise ValueError("log_infos records no example set (trees sampled before it was recorded); "
+                         "use --pair_examples none")
+    return build_messages(info["kind"], row["input"], n_icl=used["n"], icl=used.get("set"),
+                          tools_doc=info.get("tools_doc"), env_state=env_state)
 
 
 def tree_pairs(row, prompt, thre_value=0.5, thre_max=8, max_length=30, keep_truncated=False):
@@ -331,7 +343,8 @@ def draw_tree_svg(path, runs, stats, pairs, policies=None, title=""):
 
 
 def process_result(result_files, out_dir, dataset, out_name=None, thre_value=0.5, thre_max=8,
-                   max_length=30, n_draw=3, skip_bad_rows=False, keep_truncated=False, log=print):
+                   max_length=30, n_draw=3, skip_bad_rows=False, keep_truncated=False, examples="none",
+                   log=print):
     """Result file(s) of one dataset -> out_dir/<out_name> pairs CSV, histogram, tree drawings.
 
     Returns a summary dict. Raises PairsError on a malformed file or (unless skip_bad_rows) a
@@ -359,7 +372,7 @@ def process_result(result_files, out_dir, dataset, out_name=None, thre_value=0.5
                         raise ValueError("no 'input' text")
                     if (goal, env_state) not in prompt_cache:
                         prompt_cache.clear()  # only consecutive repeats matter; keep O(1) memory
-                        prompt_cache[(goal, env_state)] = pair_prompt(row, dataset, env_state)
+                        prompt_cache[(goal, env_state)] = pair_prompt(row, dataset, env_state, examples)
                     pairs, stats, dropped = tree_pairs(row, prompt_cache[(goal, env_state)],
                                                        thre_value, thre_max, max_length, keep_truncated)
                 except (ValueError, KeyError, TypeError, AttributeError) as e:

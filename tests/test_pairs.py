@@ -377,3 +377,22 @@ def test_pairs_with_a_reply_cut_at_max_tokens_are_dropped_unless_kept(tmp_path, 
     r = process(d, "--keep_truncated")
     assert r.returncode == 0 and "0 dropped as cut off" in r.stdout
     assert len(list(P.iter_pairs(out))) == 5
+
+
+def test_pair_prompt_with_the_examples_the_rollouts_saw(run_dir):
+    path = run_dir / "gsm8k.None_split_0.0.None.csv"
+    rows = read_results(path)
+    out = run_dir / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv"
+    # Trees that do not record their example set cannot give that prompt: one line, nothing written.
+    r = process(run_dir, "--pair_examples", "sampled")
+    assert r.returncode == 1 and "records no example set" in r.stderr and _no_outputs(run_dir)
+    for row in rows:
+        row["log_infos"]["examples"] = {"set": "gsm8k", "n": 2}
+    write_results(path, rows, TREE_COLUMNS)
+    r = process(run_dir, "--pair_examples", "sampled")
+    assert r.returncode == 0, r.stderr
+    seen = build_messages("gsm8k", GOAL, n_icl=2, tools_doc=None, env_state=None)
+    assert len(seen) > len(prompt())  # the examples are there
+    pairs = [p for _, p in P.iter_pairs(out)]
+    assert pairs and all(p["positive_history"][:len(seen)] == seen for p in pairs)
+    assert all(p["negative_history"][:len(seen)] == seen for p in pairs)
