@@ -16,11 +16,15 @@ from pathlib import Path
 
 from dataset import DataError
 from densepolicy import pairs as P
+from densepolicy import tree
 
 # --- process_result ---------------------------------------------------------------------------
-THRE_VALUE = 0.5      # |value(chosen) - value(rejected)| needed for a selected pair
-THRE_MAX = 8          # cap of the visit threshold min(floor(2^avg_depth), THRE_MAX)
-MAX_LENGTH = 30       # pairs at a contrast step deeper than this are not written
+# The thresholds are defined once, in densepolicy/tree.py: the sampler counts selected pairs with
+# them to stop a tree, and view_tree.py marks pairs with them. Change them there to change them
+# everywhere; a literal here (or the flag) changes only what this script extracts.
+THRE_VALUE = tree.THRE_VALUE  # |value(chosen) - value(rejected)| needed for a selected pair
+THRE_MAX = tree.THRE_MAX      # cap of the visit threshold min(floor(2^avg_depth), THRE_MAX)
+MAX_LENGTH = tree.MAX_LENGTH  # pairs at a contrast step deeper than this are not written
 N_DRAW = 3            # trees drawn (SVG) per dataset
 
 # --- merge_all_pairs: per dataset, N tasks with most selected pairs, then P pairs in total ----

@@ -4,12 +4,13 @@
     python view_tree.py eval_results/.../gsm8k.None_split_0.0.None.csv --out report.html
 
 Without --index the page covers every task (a table, then each tree, collapsed). Thin CLI over
-densepolicy.viewer; thresholds default to post_process_training_data.py's, so the chosen and
-rejected siblings shown are the pairs that script extracts.
+densepolicy.viewer; thresholds default to densepolicy/tree.py's, as post_process_training_data.py's
+do, so the chosen and rejected siblings shown are the pairs that script extracts.
 """
 import argparse
 import sys
 
+from densepolicy.tree import MAX_LENGTH, THRE_MAX, THRE_VALUE
 from densepolicy.viewer import ViewerError, render
 
 
@@ -18,9 +19,9 @@ def main(argv=None):
     ap.add_argument("result_csv", help="a tree result file (codeact_agent_tree), shard or merged")
     ap.add_argument("--index", help="the task index (the `index` column) to show; default: every task")
     ap.add_argument("--out", help="HTML file to write (default: next to the CSV, <name>.tree[_N].html)")
-    ap.add_argument("--thre_value", type=float, default=0.5)
-    ap.add_argument("--thre_max", type=int, default=8)
-    ap.add_argument("--max_length", type=int, default=30)
+    ap.add_argument("--thre_value", type=float, default=THRE_VALUE)
+    ap.add_argument("--thre_max", type=int, default=THRE_MAX)
+    ap.add_argument("--max_length", type=int, default=MAX_LENGTH)
     args = ap.parse_args(argv)
     try:
         out = render(args.result_csv, args.out, args.index, args.thre_value, args.thre_max,

@@ -12,7 +12,7 @@ import sys
 
 from agents import runner
 from agents.codeact import start_episode, step
-from densepolicy.tree import TreeSearch, label_temperature, run_tree
+from densepolicy.tree import TreeSearch, label_temperature, run_key, run_tree
 
 NAME = "codeact_agent_tree"
 DEFAULT_SPLIT = "train"
@@ -36,11 +36,6 @@ def max_steps(args) -> int:
 
 def run_name(args) -> str:
     return f"{args.contrastive_method}_{args.max_sample_number}_{args.base}_{args.max_steps}"
-
-
-def run_key(labels) -> str:
-    """Run indices key the per-rollout maps; JSON keys must be strings."""
-    return ",".join(map(str, labels))
 
 
 async def solve(row: dict, task, ctx) -> dict:

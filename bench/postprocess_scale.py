@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from densepolicy import pairs as P  # noqa: E402
 from densepolicy.results import AtomicResultWriter  # noqa: E402
+from densepolicy.tree import run_key  # noqa: E402
 
 B, D = 10, 8
 COLUMNS = ["index", "input", "target", "score", "res", "res_cur", "full_index", "steps", "history",
@@ -70,7 +71,7 @@ def synth_tree(rng, n_rollouts):
 
 
 def action_text(node):
-    key = ",".join(map(str, node))
+    key = run_key(node)
     a, b = 3 + sum(node) % 17, 2 + len(node)
     return (f"Step {len(node)} on branch {key}: multiply the two known quantities first.\n"
             f"Action:\nx = {a} * {b}\nprint(x)\nEnd Action")
@@ -78,7 +79,7 @@ def action_text(node):
 
 def synth_row(i, rng, n_rollouts):
     runs = synth_tree(rng, n_rollouts)
-    keys = {r: ",".join(map(str, r)) for r in runs}
+    keys = {r: run_key(r) for r in runs}
     hist = {}
     for r, o in runs.items():
         msgs = []

@@ -31,7 +31,8 @@ from pathlib import Path
 
 from densepolicy.results import AtomicFile, AtomicResultWriter, MissingColumnsError, iter_results
 from densepolicy.results import ResultFileError  # noqa: F401 (the CLIs catch it from here)
-from densepolicy.tree import label_temperature, sibling_pairs, tree_stats
+from densepolicy.tree import (MAX_LENGTH, THRE_MAX, THRE_VALUE, label_temperature, parse_run_key, run_key,
+                              sibling_pairs, tree_stats)
 
 PAIR_COLUMNS = ["data_id", "input", "target", "contrast_step"] + [
     f"{side}_{f}" for side in ("positive", "negative")
@@ -64,10 +65,6 @@ def require_columns(path, columns, what):
 
 
 # ------------------------------------------------------------------------- stage 1: tree -> pairs
-def _run_key(text):
-    return tuple(int(x) for x in text.split(","))
-
-
 def parse_tree(row) -> tuple[dict, dict]:
     """({run index: outcome}, {run index: steps}) of one result row; ValueError when the rollout
     maps are not what a tree result holds."""
@@ -79,7 +76,7 @@ def parse_tree(row) -> tuple[dict, dict]:
     runs, nsteps = {}, {}
     for key, outcome in res_cur.items():
         try:
-            run = _run_key(key)
+            run = parse_run_key(key)
         except ValueError:
             raise ValueError(f"run key {key!r} is not a comma-separated label list") from None
         if not run or outcome not in (0, 1, True, False, 0.0, 1.0):
@@ -113,7 +110,8 @@ def pair_prompt(row, dataset, env_state=None, examples="none"):
                           tools_doc=info.get("tools_doc"), env_state=env_state)
 
 
-def tree_pairs(row, prompt, thre_value=0.5, thre_max=8, max_length=30, keep_truncated=False):
+def tree_pairs(row, prompt, thre_value=THRE_VALUE, thre_max=THRE_MAX, max_length=MAX_LENGTH,
+               keep_truncated=False):
     """(pair rows, stats, pairs dropped {"identical": n, "truncated": m}) of one result row.
 
     A pair is dropped when its two actions are the same text, or (unless keep_truncated) when a
@@ -136,7 +134,7 @@ def tree_pairs(row, prompt, thre_value=0.5, thre_max=8, max_length=30, keep_trun
     # one representative run key per node is enough.
     rep = {}
     for run in runs:
-        key = ",".join(map(str, run))
+        key = run_key(run)
         for d in range(1, len(run) + 1):
             rep.setdefault(run[:d], key)
     out, dropped = [], {"identical": 0, "truncated": 0}
@@ -192,10 +190,12 @@ def tree_pairs(row, prompt, thre_value=0.5, thre_max=8, max_length=30, keep_trun
             "contrast_step": d,
             "positive_run_index": list(chosen),
             "positive_history": shared + [{"role": "assistant", "content": a_text}],
-            "positive_visit_number": sc[1], "positive_value": sc[0], "positive_avg_depth": sc[2],
+            "positive_visit_number": sc.visits, "positive_value": sc.value,
+            "positive_avg_depth": sc.avg_depth,
             "negative_run_index": list(rejected),
             "negative_history": shared + [{"role": "assistant", "content": b_text}],
-            "negative_visit_number": sr[1], "negative_value": sr[0], "negative_avg_depth": sr[2],
+            "negative_visit_number": sr.visits, "negative_value": sr.value,
+            "negative_avg_depth": sr.avg_depth,
             "selected": bool(selected),
             "_json": {"positive_history": history_json(chosen, a_text, parent),
                       "negative_history": history_json(rejected, b_text, parent)}})
@@ -300,7 +300,7 @@ def draw_tree_svg(path, runs, stats, pairs, policies=None, title=""):
     key_of = {}
     for run in runs:
         for d in range(1, len(run) + 1):
-            key_of.setdefault(run[:d], ",".join(map(str, run)))
+            key_of.setdefault(run[:d], run_key(run))
 
     def xy(node):
         x, d = pos[node]
@@ -324,7 +324,7 @@ def draw_tree_svg(path, runs, stats, pairs, policies=None, title=""):
         out.append(f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" {style}/>')
     x, y = xy(())
     out.append(f'<circle cx="{x:.0f}" cy="{y:.0f}" r="6" fill="#444"/>')
-    for node, (v, n, _) in stats.items():
+    for node, (v, n, _avg_depth) in stats.items():
         x, y = xy(node)
         d = len(node)
         temp = label_temperature(node[-1])
@@ -334,7 +334,7 @@ def draw_tree_svg(path, runs, stats, pairs, policies=None, title=""):
         red, green = int(220 * (1 - v)), int(180 * v)
         ring = ' stroke="#e90" stroke-width="3"' if node in solved else ' stroke="#333"'
         out.append(f'<circle cx="{x:.0f}" cy="{y:.0f}" r="7" fill="rgb({red},{green},60)"{ring}>'
-                   f'<title>{esc(",".join(map(str, node)))}</title></circle>')
+                   f'<title>{esc(run_key(node))}</title></circle>')
         out.append(f'<text x="{x:.0f}" y="{y + 17:.0f}" text-anchor="middle">{node[-1]} t={temp:g}</text>')
         out.append(f'<text x="{x:.0f}" y="{y + 27:.0f}" text-anchor="middle">v={v:.2f} n={n}</text>')
     out.append("</svg>")
@@ -342,9 +342,9 @@ def draw_tree_svg(path, runs, stats, pairs, policies=None, title=""):
         w.write("\n".join(out))
 
 
-def process_result(result_files, out_dir, dataset, out_name=None, thre_value=0.5, thre_max=8,
-                   max_length=30, n_draw=3, skip_bad_rows=False, keep_truncated=False, examples="none",
-                   log=print):
+def process_result(result_files, out_dir, dataset, out_name=None, thre_value=THRE_VALUE,
+                   thre_max=THRE_MAX, max_length=MAX_LENGTH, n_draw=3, skip_bad_rows=False,
+                   keep_truncated=False, examples="none", log=print):
     """Result file(s) of one dataset -> out_dir/<out_name> pairs CSV, histogram, tree drawings.
 
     Returns a summary dict. Raises PairsError on a malformed file or (unless skip_bad_rows) a

@@ -21,8 +21,40 @@ import asyncio
 import itertools
 import math
 import random
+from typing import NamedTuple
 
+# The pair thresholds (SPEC §5, §8): every default and command-line flag refers to these.
+THRE_VALUE = 0.5  # |value(chosen) - value(rejected)| a sibling pair needs to be selected
+THRE_MAX = 8      # cap of the visit threshold min(floor(2^avg_depth), THRE_MAX) both sides must reach
+MAX_LENGTH = 30   # pairs at a contrast step (depth of the contrasted action) deeper than this are not written
 EPS = 1e-9  # means of 0/1 outcomes like 5/6 - 1/3 must not fall just under the 0.5 threshold
+
+
+class NodeStats(NamedTuple):
+    """The statistics of one explored node (see the module docstring)."""
+    value: float
+    visits: int
+    avg_depth: float
+
+
+class SiblingPair(NamedTuple):
+    """Two explored siblings with different values: chosen is the higher-value one."""
+    chosen: tuple
+    rejected: tuple
+    chosen_stats: NodeStats
+    rejected_stats: NodeStats
+    selected: bool  # = pair_selected(chosen_stats, rejected_stats)
+
+
+def run_key(labels) -> str:
+    """A run index (or any node) as the key of the per-rollout maps of a result row: (0, 3, 1) ->
+    "0,3,1" (JSON keys must be strings)."""
+    return ",".join(map(str, labels))
+
+
+def parse_run_key(text) -> tuple[int, ...]:
+    """The inverse of `run_key`: "0,3,1" -> (0, 3, 1); ValueError when text is not such a list."""
+    return tuple(int(x) for x in text.split(","))
 
 
 def label_temperature(label):
@@ -32,7 +64,7 @@ def label_temperature(label):
     return (0.7, 1.0, 0.5)[label % 3]
 
 
-def visit_threshold(avg_depth, thre_max=8):
+def visit_threshold(avg_depth, thre_max=THRE_MAX):
     """Visits a node needs before its value is trusted: min(floor(2^avg_depth), thre_max).
 
     A node with d steps still to go below it roots a subtree of ~2^d outcomes even in a binary
@@ -41,15 +73,16 @@ def visit_threshold(avg_depth, thre_max=8):
     return min(math.floor(2.0 ** min(avg_depth, 62)), thre_max)
 
 
-def pair_selected(a, b, thre_value=0.5, thre_max=8):
-    """Whether siblings with stats a, b = (value, visits, avg_depth) form a contrast pair.
+def pair_selected(a, b, thre_value=THRE_VALUE, thre_max=THRE_MAX):
+    """Whether siblings with stats a, b (`NodeStats`) form a contrast pair.
 
     Each node's visits are checked against the threshold from its *own* avg_depth: the threshold
     measures how well that node's value is estimated, and §8 stores avg_depth per side.
     """
-    return (abs(a[0] - b[0]) >= thre_value - EPS
-            and a[1] >= visit_threshold(a[2], thre_max)
-            and b[1] >= visit_threshold(b[2], thre_max))
+    (value_a, visits_a, depth_a), (value_b, visits_b, depth_b) = a, b  # plain triples too
+    return (abs(value_a - value_b) >= thre_value - EPS
+            and visits_a >= visit_threshold(depth_a, thre_max)
+            and visits_b >= visit_threshold(depth_b, thre_max))
 
 
 def selection_score(contrast, avg_depth, n, max_steps):
@@ -59,7 +92,7 @@ def selection_score(contrast, avg_depth, n, max_steps):
 
 
 def tree_stats(runs, steps=None):
-    """Rebuild {node: (value, visits, avg_depth)} from saved rollouts {run_index: outcome}.
+    """Rebuild {node: NodeStats(value, visits, avg_depth)} from saved rollouts {run_index: outcome}.
 
     steps: optional {run_index: step count}; by default a rollout's steps = len(run_index).
     Lean on purpose (post-processing runs it over many trees): run indices sorted
@@ -84,7 +117,7 @@ def tree_stats(runs, steps=None):
                 v = vals[0]
             else:
                 v = math.fsum(vals) / len(vals)
-            out[prev[:d]] = (v, n, (ssum - n * d) / n)
+            out[prev[:d]] = NodeStats(v, n, (ssum - n * d) / n)
             if stack:
                 top = stack[-1]
                 top[0] += n
@@ -111,22 +144,22 @@ def _pairs(groups, stat, thre_value, thre_max):
         rows = []
         for k in kids:
             s = stat(k)
-            rows.append((k, s, s[1] >= visit_threshold(s[2], thre_max)))
+            rows.append((k, s, s.visits >= visit_threshold(s.avg_depth, thre_max)))
         for i, (a, sa, oka) in enumerate(rows):
             for b, sb, okb in rows[i + 1:]:
-                d = sa[0] - sb[0]
+                d = sa.value - sb.value
                 if d == 0:
                     continue
                 sel = oka and okb and abs(d) >= thre_value - EPS  # = pair_selected(sa, sb)
-                out.append((a, b, sa, sb, sel) if d > 0 else (b, a, sb, sa, sel))
+                out.append(SiblingPair(a, b, sa, sb, sel) if d > 0 else SiblingPair(b, a, sb, sa, sel))
     return out
 
 
-def sibling_pairs(stats, thre_value=0.5, thre_max=8):
+def sibling_pairs(stats, thre_value=THRE_VALUE, thre_max=THRE_MAX):
     """Every pair of explored siblings with different values, from `tree_stats` output.
 
-    Returns [(chosen, rejected, chosen_stats, rejected_stats, selected)]: chosen is the
-    higher-value node, stats are (value, visits, avg_depth), selected = `pair_selected`.
+    Returns [SiblingPair(chosen, rejected, chosen_stats, rejected_stats, selected)]: chosen is
+    the higher-value node, stats are `NodeStats`, selected = `pair_selected`.
     """
     groups = {}
     for node in stats:
@@ -143,7 +176,7 @@ class TreeSearch:
     """
 
     def __init__(self, base, max_steps, window_size, max_sample_number, max_rollouts=1000,
-                 max_empty_rounds=1000, thre_value=0.5, thre_max=8, seed=0):
+                 max_empty_rounds=1000, thre_value=THRE_VALUE, thre_max=THRE_MAX, seed=0):
         if not isinstance(base, int) or base < 1:
             raise ValueError(f"base must be a positive int (labels 0..base-1), got {base!r}")
         if max_steps < 1 or window_size < 1:
@@ -212,7 +245,7 @@ class TreeSearch:
             dirty.update(run[:j] for j in range(len(run)))  # parents of the nodes that changed
         # Only sibling groups under a changed node can change their pairs: recount just those.
         for parent in dirty:
-            c = sum(1 for p in self._group_pairs(parent) if p[4])
+            c = sum(1 for p in self._group_pairs(parent) if p.selected)
             self.n_pairs += c - self._group_count.get(parent, 0)
             self._group_count[parent] = c
 
@@ -340,11 +373,11 @@ class TreeSearch:
 
     # -- statistics --------------------------------------------------------------------------
     def stats(self):
-        """{node: (value, rollout visits, avg_depth)}, the same numbers tree_stats rebuilds."""
+        """{node: NodeStats(value, rollout visits, avg_depth)}, the same numbers tree_stats rebuilds."""
         return {n: self._stat(n) for n in self.visits}
 
     def _stat(self, node):
-        return self.value[node], self.visits[node], self.depth_sum[node] / self.visits[node]
+        return NodeStats(self.value[node], self.visits[node], self.depth_sum[node] / self.visits[node])
 
     def _group_pairs(self, parent):
         return _pairs([self.children[parent]], self._stat, self.thre_value, self.thre_max)
@@ -353,12 +386,12 @@ class TreeSearch:
         return _pairs(self.children.values(), self._stat, self.thre_value, self.thre_max)
 
     def contrast_pairs(self):
-        """Selected sibling pairs as (chosen, rejected, chosen_stats, rejected_stats, True).
+        """Selected sibling pairs as SiblingPair(chosen, rejected, chosen_stats, rejected_stats, True).
 
         Visits here are rollout visits (selection picks excluded), so the live count that stops
         the search is exactly the number of selected pairs §8 rebuilds from the saved rollouts.
         """
-        return [p for p in self._live_pairs() if p[4]]
+        return [p for p in self._live_pairs() if p.selected]
 
 
 async def run_tree(search, rollout_fn):

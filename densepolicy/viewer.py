@@ -15,7 +15,7 @@ from pathlib import Path
 
 from densepolicy.pairs import parse_tree, tree_pairs
 from densepolicy.results import AtomicFile, ResultFileError, iter_results
-from densepolicy.tree import label_temperature
+from densepolicy.tree import MAX_LENGTH, THRE_MAX, THRE_VALUE, label_temperature, run_key
 
 BOX_W, BOX_H, GAP_X, ROW_H, PAD = 156, 34, 44, 42, 16
 MAX_LABEL = 19  # characters of a run-index label drawn in a box; the panel shows it whole
@@ -26,16 +26,12 @@ class ViewerError(ValueError):
     """Input that cannot be drawn; the message is one line naming the file (and row)."""
 
 
-def key(node) -> str:
-    return ",".join(map(str, node))
-
-
 def _dict(x) -> dict:
     return x if isinstance(x, dict) else {}
 
 
 # ---------------------------------------------------------------------------- one task's tree
-def task_tree(row, thre_value=0.5, thre_max=8, max_length=30) -> dict:
+def task_tree(row, thre_value=THRE_VALUE, thre_max=THRE_MAX, max_length=MAX_LENGTH) -> dict:
     """Everything the page shows of one result row. ValueError on a malformed tree row."""
     runs, _ = parse_tree(row)
     # The prompt only goes into pair histories, which the page does not show.
@@ -58,19 +54,19 @@ def task_tree(row, thre_value=0.5, thre_max=8, max_length=30) -> dict:
         d = len(node)
         rs = through[node]
         rep = next((r for r in rs if len(r) > d), rs[0])
-        msgs = history.get(key(rep))
+        msgs = history.get(run_key(rep))
         if not isinstance(msgs, list) or len(msgs) < 2 * d - 1:
-            raise ValueError(f"run {key(rep)!r}: history has {len(msgs) if isinstance(msgs, list) else 0}"
+            raise ValueError(f"run {run_key(rep)!r}: history has {len(msgs) if isinstance(msgs, list) else 0}"
                              f" messages, the action at depth {d} needs {2 * d - 1}")
         act, obs = msgs[2 * d - 2], msgs[2 * d - 1] if len(msgs) > 2 * d - 1 else None
         if not isinstance(act, dict) or not isinstance(act.get("content"), str):
-            raise ValueError(f"run {key(rep)!r}: message {2 * d - 2} has no text")
-        pol = policies.get(key(rep))
+            raise ValueError(f"run {run_key(rep)!r}: message {2 * d - 2} has no text")
+        pol = policies.get(run_key(rep))
         temp = pol[d - 1] if isinstance(pol, list) and len(pol) >= d else label_temperature(node[-1])
         # Log infos are informative only: a row without them is still drawn.
-        steps = _dict(run_logs.get(key(rep))).get("steps")
+        steps = _dict(run_logs.get(run_key(rep))).get("steps")
         step = _dict(steps[d - 1]) if isinstance(steps, list) and len(steps) >= d else {}
-        end = _dict(run_logs.get(key(node))) if node in runs else {}
+        end = _dict(run_logs.get(run_key(node))) if node in runs else {}
         nodes[node] = dict(
             value=value, visits=visits, avg_depth=avg_depth, temp=temp, action=act["content"],
             obs=obs.get("content") if isinstance(obs, dict) else None,
@@ -80,8 +76,8 @@ def task_tree(row, thre_value=0.5, thre_max=8, max_length=30) -> dict:
     for p in pairs:
         a, b = tuple(p["positive_run_index"]), tuple(p["negative_run_index"])
         dv = p["positive_value"] - p["negative_value"]
-        nodes[a]["pairs"].append(("chosen", key(b), dv, p["selected"]))
-        nodes[b]["pairs"].append(("rejected", key(a), dv, p["selected"]))
+        nodes[a]["pairs"].append(("chosen", run_key(b), dv, p["selected"]))
+        nodes[b]["pairs"].append(("rejected", run_key(a), dv, p["selected"]))
     for n in nodes.values():
         # An edge is drawn by its strongest role: selected pairs over unselected ones.
         sel = [r for r, _, _, s in n["pairs"] if s]
@@ -159,11 +155,11 @@ def tree_svg(tree) -> str:
     out = [f'<svg class="tree" width="{width}" height="{height}" viewBox="0 0 {width} {height}">']
     # Gold halos under the edges of solved runs, then the edges, then the boxes on top.
     for node in sorted(tree["on_solved"]):
-        out.append(f'<path class="halo" data-label="{key(node)}" d="{edge(node)}"/>')
+        out.append(f'<path class="halo" data-label="{run_key(node)}" d="{edge(node)}"/>')
     for node in sorted(nodes):
         n = nodes[node]
         cls = " ".join(["edge", *sorted(n["roles"])] + (["sel"] if n["selected"] else []))
-        out.append(f'<path class="{cls}" data-label="{key(node)}" d="{edge(node)}"/>')
+        out.append(f'<path class="{cls}" data-label="{run_key(node)}" d="{edge(node)}"/>')
     x, y = corner(())
     out.append(f'<g class="root" data-label="" transform="translate({x:.0f},{y:.1f})">'
                f'<rect width="{BOX_W}" height="{BOX_H}" rx="6"/>'
@@ -173,7 +169,7 @@ def tree_svg(tree) -> str:
     for node in sorted(nodes):
         n = nodes[node]
         x, y = corner(node)
-        label = key(node)
+        label = run_key(node)
         shown = label if len(label) <= MAX_LABEL else "…" + label[-(MAX_LABEL - 1):]
         cls = ["node", *sorted(n["roles"])] + (["sel"] if n["selected"] else [])
         if n["outcome"] is not None:
@@ -204,7 +200,7 @@ def node_data(tree) -> dict:
     """What a click shows, per node label ('' = the root: the task itself)."""
     data = {"": {"goal": tree["input"], "target": tree["target"], "score": tree["score"]}}
     for node, n in tree["nodes"].items():
-        data[key(node)] = {k: n[k] for k in ("value", "visits", "avg_depth", "temp", "action", "obs",
+        data[run_key(node)] = {k: n[k] for k in ("value", "visits", "avg_depth", "temp", "action", "obs",
                                              "outcome", "end_reason", "finish", "tokens", "runs",
                                              "solved_runs", "pairs")}
     return data
@@ -218,7 +214,7 @@ def task_section(tree, open_=True) -> str:
             f'{tree["selected"]} selected')
     if tree["rounds"] is not None:
         head += f' · {tree["rounds"]} rounds'
-    chips = "".join(f'<button class="run" data-label="{key(r)}">{key(r)}</button>'
+    chips = "".join(f'<button class="run" data-label="{run_key(r)}">{run_key(r)}</button>'
                     for r in solved[:MAX_CHIPS])
     if len(solved) > MAX_CHIPS:
         chips += f' <span class="muted">and {len(solved) - MAX_CHIPS} more</span>'
@@ -413,7 +409,7 @@ openHash();
 
 
 # ------------------------------------------------------------------------------------ the page
-def load_trees(path, index=None, thre_value=0.5, thre_max=8, max_length=30) -> list:
+def load_trees(path, index=None, thre_value=THRE_VALUE, thre_max=THRE_MAX, max_length=MAX_LENGTH) -> list:
     """Trees of every row of a result file (or of the row with task `index`). ViewerError, one
     line naming file and row, on anything that cannot be drawn."""
     trees, seen = [], 0
@@ -458,7 +454,8 @@ def default_out(path, index=None) -> Path:
     return path.with_name(f"{stem}.tree{'' if index is None else '_' + str(index)}.html")
 
 
-def render(path, out=None, index=None, thre_value=0.5, thre_max=8, max_length=30) -> Path:
+def render(path, out=None, index=None, thre_value=THRE_VALUE, thre_max=THRE_MAX,
+           max_length=MAX_LENGTH) -> Path:
     """Write the page for `path` (all tasks, or task `index`) to `out`; returns the path written."""
     trees = load_trees(path, index, thre_value, thre_max, max_length)
     out = Path(out) if out else default_out(path, index)

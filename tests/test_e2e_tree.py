@@ -9,14 +9,10 @@ from itertools import combinations
 
 from conftest import ROOT, replay_history, run_launcher
 from densepolicy.results import read_results
-from densepolicy.tree import label_temperature
+from densepolicy.tree import label_temperature, parse_run_key
 
 TREE_COLUMNS = {"index", "input", "target", "score", "res", "res_cur", "full_index", "steps",
                 "history", "policies", "log_infos"}
-
-
-def labels(key: str) -> tuple:
-    return tuple(int(x) for x in key.split(","))
 
 
 def test_gsm8k_trees_through_the_launcher(tmp_path, shared_server):
@@ -35,16 +31,16 @@ def test_gsm8k_trees_through_the_launcher(tmp_path, shared_server):
         keys = list(row["res_cur"])
         assert keys and set(keys) == set(row["full_index"]) == set(row["history"]) == set(row["policies"])
         # Round 0: every first-step label, then greedy.
-        assert {labels(k)[0] for k in keys} == {0, 1, 2}
+        assert {parse_run_key(k)[0] for k in keys} == {0, 1, 2}
         for key in keys:
-            run_index, full = labels(key), tuple(row["full_index"][key])
+            run_index, full = parse_run_key(key), tuple(row["full_index"][key])
             assert len(full) == 3 and full[:len(run_index)] == run_index
             assert row["policies"][key] == [label_temperature(l) for l in run_index]
             assert row["steps"][key] == len(run_index)
         assert row["score"] == float(any(row["res_cur"].values()))
         # Rollouts sharing a prefix share its actions and observations: that is the tree.
         for a, b in combinations(keys, 2):
-            la, lb = labels(a), labels(b)
+            la, lb = parse_run_key(a), parse_run_key(b)
             shared = next((i for i in range(min(len(la), len(lb))) if la[i] != lb[i]),
                           min(len(la), len(lb)))
             shared = min(shared, len(la) - 1, len(lb) - 1)  # a finished last step has no observation

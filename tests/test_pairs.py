@@ -10,6 +10,7 @@ from conftest import ROOT
 from agents.prompts import build_messages
 from densepolicy import pairs as P
 from densepolicy.results import AtomicResultWriter, ResultWriter, read_results, write_results
+from densepolicy.tree import run_key
 
 TREE_COLUMNS = ["index", "input", "target", "score", "res", "res_cur", "full_index", "steps",
                 "history", "policies", "log_infos"]
@@ -42,7 +43,7 @@ def history(run, solved):
 
 
 def tree_row(index, runs, goal=GOAL):
-    keys = {r: ",".join(map(str, r)) for r in runs}
+    keys = {r: run_key(r) for r in runs}
     return {"index": index, "input": goal, "target": "7", "score": float(any(runs.values())),
             "res": list(runs.values()),
             "res_cur": {keys[r]: o for r, o in runs.items()},

@@ -9,6 +9,7 @@ from agents.codeact import Task
 from agents.runner import Context
 from densepolicy.llm import Completion
 from densepolicy.sandbox import SandboxPool
+from densepolicy.tree import parse_run_key
 
 
 class ScriptedLLM:
@@ -47,7 +48,7 @@ def test_each_node_is_generated_once():
     # Labels 0 and 1 (temperatures 0.0 and 1.0) answer 7, label 2 (0.5) answers 3: a run ends at
     # its first right answer, or after its second wrong one (max_turn 2) at depth 3.
     for key, outcome in row["res_cur"].items():
-        labels = [int(x) for x in key.split(",")]
+        labels = parse_run_key(key)
         if labels[1] != 2:
             assert len(labels) == 2 and outcome == 1
         else:

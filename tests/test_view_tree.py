@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT
 from densepolicy.pairs import parse_tree, tree_pairs
 from densepolicy.results import ResultWriter, read_results, shard_path
-from densepolicy.tree import label_temperature, tree_stats
+from densepolicy.tree import label_temperature, run_key, tree_stats
 
 COLUMNS = ["index", "input", "target", "score", "res", "res_cur", "full_index", "steps", "history",
            "policies", "log_infos"]
@@ -27,17 +27,13 @@ MIXED = {(0, 0): 1, (0, 1): 1, (0, 2): 0, (1, 0): 0, (1, 1): 0, (2,): 1}
 FAILED = {(0, 0): 0, (1, 0): 0, (1, 1): 0}
 
 
-def key(run):
-    return ",".join(map(str, run))
-
-
 def action(node):
     # Distinct per node (identical-action pairs are dropped), with markup that must stay text.
-    return f"Action:\nprint('step {key(node)}') # <b>not bold</b> & </script>\nEnd Action"
+    return f"Action:\nprint('step {run_key(node)}') # <b>not bold</b> & </script>\nEnd Action"
 
 
 def observation(node):
-    return f"step {key(node)} printed"
+    return f"step {run_key(node)} printed"
 
 
 def tree_row(index, runs, depth=2):
@@ -48,21 +44,21 @@ def tree_row(index, runs, depth=2):
             node = run[:d]
             last = d == len(run)
             if last and outcome:
-                msgs.append({"role": "assistant", "content": f"Answer: 72 (run {key(run)})"})
+                msgs.append({"role": "assistant", "content": f"Answer: 72 (run {run_key(run)})"})
             else:
                 msgs += [{"role": "assistant", "content": action(node)},
                          {"role": "user", "content": observation(node)}]
-        history[key(run)] = msgs
-        logs[key(run)] = {"end_reason": "answer" if outcome else "max_steps",
+        history[run_key(run)] = msgs
+        logs[run_key(run)] = {"end_reason": "answer" if outcome else "max_steps",
                           "steps": [{"temperature": label_temperature(l), "reply": "action",
                                      "finish_reason": "stop", "completion_tokens": 20} for l in run]}
-    k = [key(r) for r in runs]
+    k = [run_key(r) for r in runs]
     return {"index": index, "input": f"Task {index}: how many clips?", "target": "72",
             "score": float(any(runs.values())), "res": list(runs.values()),
             "res_cur": dict(zip(k, runs.values())),
-            "full_index": {key(r): list(r) + [0] * (depth - len(r)) for r in runs},
-            "steps": {key(r): len(r) for r in runs}, "history": history,
-            "policies": {key(r): [label_temperature(l) for l in r] for r in runs},
+            "full_index": {run_key(r): list(r) + [0] * (depth - len(r)) for r in runs},
+            "steps": {run_key(r): len(r) for r in runs}, "history": history,
+            "policies": {run_key(r): [label_temperature(l) for l in r] for r in runs},
             "log_infos": {"env_state": None, "rollouts": len(runs), "rounds": 2, "runs": logs}}
 
 
@@ -141,7 +137,7 @@ def test_one_task_page_shows_the_tree_the_pairs_see(synthetic, tmp_path, browser
     open_page(browser, out)
     nodes = browser.find_elements("css selector", "section#task-7 g.node")
     assert len(nodes) == len(stats) == 8
-    assert labels(browser, "g.node") == {key(n) for n in stats}
+    assert labels(browser, "g.node") == {run_key(n) for n in stats}
     # Box text: label, temperature, value and visits as the pair extraction computes them.
     box = browser.find_element("css selector", 'g.node[data-label="0"]')
     assert box.text.split() == ["0", "t=0.0", "v=0.67", "n=3"]
@@ -150,9 +146,9 @@ def test_one_task_page_shows_the_tree_the_pairs_see(synthetic, tmp_path, browser
 
     # Chosen / rejected siblings, selected ones thick: exactly the selected pairs of tree_pairs.
     sel = [p for p in pairs if p["selected"]]
-    assert labels(browser, "g.node.chosen.sel") == {key(p["positive_run_index"]) for p in sel} == \
+    assert labels(browser, "g.node.chosen.sel") == {run_key(p["positive_run_index"]) for p in sel} == \
         {"0", "2", "0,0", "0,1"}
-    assert labels(browser, "g.node.rejected.sel") == {key(p["negative_run_index"]) for p in sel} == \
+    assert labels(browser, "g.node.rejected.sel") == {run_key(p["negative_run_index"]) for p in sel} == \
         {"1", "0,2"}
     edge = browser.find_element("css selector", 'path.edge.chosen.sel[data-label="0"]')
     assert edge.value_of_css_property("stroke") == "rgb(31, 138, 58)"
@@ -160,7 +156,7 @@ def test_one_task_page_shows_the_tree_the_pairs_see(synthetic, tmp_path, browser
     assert edge.value_of_css_property("stroke") == "rgb(198, 40, 40)"
 
     # Solved runs: gold-ringed boxes, gold halos along their paths, a button per run.
-    solved = {key(r) for r, o in runs.items() if o}
+    solved = {run_key(r) for r, o in runs.items() if o}
     assert labels(browser, "g.node.solved") == solved == {"0,0", "0,1", "2"}
     assert labels(browser, "button.run") == solved
     rect = browser.find_element("css selector", 'g.node.solved[data-label="0,1"] rect')
@@ -261,12 +257,12 @@ def test_a_real_sampled_tree(tmp_path, model_server, browser):
     r = view(csv, "--index", row["index"], "--out", out)
     assert r.returncode == 0, r.stderr
     open_page(browser, out)
-    assert labels(browser, "g.node") == {key(n) for n in stats} and len(stats) >= 3
-    assert labels(browser, "g.node.solved") == {key(r) for r, o in runs.items() if o}
+    assert labels(browser, "g.node") == {run_key(n) for n in stats} and len(stats) >= 3
+    assert labels(browser, "g.node.solved") == {run_key(r) for r, o in runs.items() if o}
     # Click the first step of a run that went on: the panel shows its real action and
     # observation; a run that ended at once has no observation.
     run_ = next((r for r in sorted(runs) if len(r) > 1), sorted(runs)[0])
-    hist = row["history"][key(run_)]
+    hist = row["history"][run_key(run_)]
     browser.find_element("css selector", f'g.node[data-label="{run_[0]}"]').click()
     shown = browser.find_element("css selector", "#panel .action-text").get_attribute("textContent")
     assert shown == hist[0]["content"]
