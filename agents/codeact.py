@@ -112,7 +112,7 @@ def _finish(state: EpisodeState, **changes) -> EpisodeState:
 
 
 async def step(llm: LLMClient, pool, task: Task, state: EpisodeState,
-               temperature: float = 0.0, seed: int | None = None) -> EpisodeState:
+               temperature: float = 0.0) -> EpisodeState:
     """One model reply and its consequence. Returns a new state; `state` is left untouched."""
     if state.done:
         return state
@@ -120,7 +120,7 @@ async def step(llm: LLMClient, pool, task: Task, state: EpisodeState,
         return _finish(state, end_reason="context_exhausted")
     try:
         [reply] = await llm.chat(list(state.messages), temperature=temperature,
-                                 max_tokens=task.max_tokens, stop=STOP, seed=seed)
+                                 max_tokens=task.max_tokens, stop=STOP)
     except ContextExceeded:
         return _finish(state, end_reason="context_exhausted")
     parsed = parse_reply(reply.text)

@@ -54,12 +54,10 @@ _CONTEXT_HINTS = ("maximum context length", "context length", "too long", "max_m
 
 class LLMClient:
     def __init__(self, base_url: str, model: str, *, max_concurrency: int = 64,
-                 retry_seconds: float = 600.0, request_timeout: float = 900.0,
-                 fan_out_n: bool = True):
+                 retry_seconds: float = 600.0, request_timeout: float = 900.0):
         self.base_url = base_url
         self.model = model
         self.retry_seconds = retry_seconds
-        self.fan_out_n = fan_out_n
         self.stats = ClientStats()
         self._limit = asyncio.Semaphore(max_concurrency)
         # The openai client retries a little on its own; we own the retry policy instead.
@@ -69,7 +67,7 @@ class LLMClient:
     async def chat(self, messages: list[dict], *, temperature: float = 0.0, max_tokens: int = 512,
                    stop: list[str] | None = None, n: int = 1, seed: int | None = None
                    ) -> list[Completion]:
-        if n > 1 and self.fan_out_n:
+        if n > 1:  # some servers ignore `n`: always one request per completion
             batches = await asyncio.gather(*[
                 self.chat(messages, temperature=temperature, max_tokens=max_tokens, stop=stop,
                           seed=None if seed is None else seed + i) for i in range(n)])

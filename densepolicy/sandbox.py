@@ -79,12 +79,6 @@ class Snapshot:
         self.parent, self.code, self.status, self._proc = parent, code, status, None
         self.setup, self.setup_kwargs = setup, setup_kwargs
 
-    def root(self):
-        s = self
-        while s.parent is not None:
-            s = s.parent
-        return s
-
     def __repr__(self):
         depth, s = 0, self
         while s.parent is not None:
