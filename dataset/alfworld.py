@@ -19,11 +19,7 @@ import os
 import re
 import sys
 
-try:
-    from dataset import DataError
-except ImportError:  # pragma: no cover - older dataset/__init__.py
-    class DataError(Exception):
-        """Missing or malformed task data; the message says what is expected where."""
+from dataset import DataError
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -282,27 +278,3 @@ class Env:
 
     def use(self, obj):
         self._act(f"use {_norm(obj)}", obj)
-
-
-# ---- the expert walkthrough as tool calls (oracle tests, examples) ----
-
-_WALK = [(re.compile(p), t) for p, t in [
-    (r"go to (.+)", "goto({0!r})"), (r"take (.+) from (.+)", "take({0!r}, {1!r})"),
-    (r"move (.+) to (.+)", "put({0!r}, {1!r})"), (r"put (.+) into? (.+)", "put({0!r}, {1!r})"),
-    (r"open (.+)", "open({0!r})"), (r"close (.+)", "close({0!r})"),
-    (r"clean (.+) with (.+)", "clean({0!r}, {1!r})"), (r"cool (.+) with (.+)", "cool({0!r}, {1!r})"),
-    (r"heat (.+) with (.+)", "heat({0!r}, {1!r})"), (r"use (.+)", "use({0!r})"),
-    (r"examine (.+)", "examine({0!r})"), (r"inventory", "inventory()")]]
-
-
-def walkthrough_code(task: dict) -> list[str]:
-    """The game's stored expert plan, one tool call (a line of Python) per command."""
-    out = []
-    for cmd in json.load(open(task["task_file"]))["walkthrough"]:
-        for pat, tmpl in _WALK:
-            if m := pat.fullmatch(cmd):
-                out.append(tmpl.format(*m.groups()))
-                break
-        else:
-            raise ValueError(f"walkthrough command with no tool: {cmd!r}")
-    return out

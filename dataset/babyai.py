@@ -132,23 +132,25 @@ class Env:
         _levels_of(f"babyai_{level}")
         self.level, self.seed = level, seed
         self.gym = _make_gym(level, seed)
-        self.u = u = self.gym.unwrapped
-        self.A = u.actions
+        # The MiniGrid environment under the gym wrappers (grid, agent position, carried object)
+        # and its primitive actions.
+        self.minigrid = minigrid = self.gym.unwrapped
+        self.actions = minigrid.actions
         self.reward, self.terminated, self.truncated = 0.0, False, False
         self.history = []  # (tool call, observation)
         # stable names "<color> <type> <n>", stored on the objects themselves (they move around)
         counts = {}
-        for j in range(u.height):
-            for i in range(u.width):
-                for o in (u.grid.get(i, j), getattr(u.grid.get(i, j), "contains", None)):
+        for j in range(minigrid.height):
+            for i in range(minigrid.width):
+                for o in (minigrid.grid.get(i, j), getattr(minigrid.grid.get(i, j), "contains", None)):
                     if o is not None and o.type not in ("wall", "floor", "goal", "lava"):
                         k = counts[o.color, o.type] = counts.get((o.color, o.type), 0) + 1
                         o.dp_name = f"{o.color} {o.type} {k}"
         import numpy as np
-        self.seen = np.zeros((u.width, u.height), dtype=bool)  # cells the agent has seen
+        self.seen = np.zeros((minigrid.width, minigrid.height), dtype=bool)  # cells the agent has seen
         self.known = {}  # name -> object, for objects the agent has seen
         self._look()
-        self.mission = u.mission
+        self.mission = minigrid.mission
         self.initial_observation = self.describe()
         self.tools = {f.__name__: f for f in (
             self.turn_left, self.turn_right, self.move_forward, self.go_to, self.pick_up, self.drop,
@@ -161,19 +163,19 @@ class Env:
 
     def _view(self):
         """Visible cells as (ahead, right, world x, world y, object)."""
-        u = self.u
-        grid, vis = u.gen_obs_grid()
-        vs = u.agent_view_size
-        f, r = u.dir_vec, u.right_vec
+        minigrid = self.minigrid
+        grid, vis = minigrid.gen_obs_grid()
+        vs = minigrid.agent_view_size
+        f, r = minigrid.dir_vec, minigrid.right_vec
         out = []
         for j in range(vs):
             for i in range(vs):
                 if not vis[i, j]:
                     continue
                 ahead, right = vs - 1 - j, i - vs // 2
-                x, y = u.agent_pos + f * ahead + r * right
-                if 0 <= x < u.width and 0 <= y < u.height:
-                    out.append((ahead, right, int(x), int(y), u.grid.get(x, y)))
+                x, y = minigrid.agent_pos + f * ahead + r * right
+                if 0 <= x < minigrid.width and 0 <= y < minigrid.height:
+                    out.append((ahead, right, int(x), int(y), minigrid.grid.get(x, y)))
         return out
 
     def _look(self):
@@ -181,8 +183,8 @@ class Env:
             self.seen[x, y] = True
             if getattr(o, "dp_name", None):
                 self.known[o.dp_name] = o
-        if self.u.carrying is not None:
-            self.known[self.u.carrying.dp_name] = self.u.carrying
+        if self.minigrid.carrying is not None:
+            self.known[self.minigrid.carrying.dp_name] = self.minigrid.carrying
 
     @staticmethod
     def _label(o) -> str:
@@ -209,18 +211,14 @@ class Env:
             where = f"{_steps(ahead)} ahead" + (f" and {abs(right)} {side}" if right else "") if ahead \
                 else f"{_steps(abs(right))} {side}"
             items.append(f"- {self._label(o)}: {where}")
-        front = self.u.grid.get(*self.u.front_pos)
+        front = self.minigrid.grid.get(*self.minigrid.front_pos)
         lines = [f"{_VIEW_HEADER}:" if items else f"{_VIEW_HEADER} no objects."] + items
         if walls:
             lines.append("Walls: " + ", ".join(f"{_steps(d)} {s}" for s, d in walls.items()) + ".")
         lines.append(f"In front of you: {self._label(front)}.")
-        c = self.u.carrying
+        c = self.minigrid.carrying
         lines.append(f"You are carrying: {c.dp_name if c else 'nothing'}.")
         return "\n".join(lines)
-
-    def front_name(self):
-        o = self.u.grid.get(*self.u.front_pos)
-        return getattr(o, "dp_name", None)
 
     # ---- acting ----
 
@@ -266,7 +264,7 @@ class Env:
         return None, f'You have not seen any "{name}". Objects you have seen: {seen}.'
 
     def _pos_of(self, obj):
-        g = self.u.grid
+        g = self.minigrid.grid
         for k, o in enumerate(g.grid):
             if o is obj:
                 return k % g.width, k // g.width
@@ -276,16 +274,18 @@ class Env:
         """Shortest primitive-action path (left/right/forward) to face `target` (x, y), walking only
         through cells that can be entered: seen ones (what go_to walks), or any (seen_only=False,
         doors_open=True counting every door as open), which only tell why there is no way."""
-        u, A = self.u, self.A
+        minigrid, actions = self.minigrid, self.actions
         vecs = [(1, 0), (0, 1), (-1, 0), (0, -1)]  # minigrid's directions 0..3
 
         def free(x, y):
-            if not (0 <= x < u.width and 0 <= y < u.height) or (seen_only and not self.seen[x, y]):
+            if not (0 <= x < minigrid.width and 0 <= y < minigrid.height):
                 return False
-            o = u.grid.get(x, y)
+            if seen_only and not self.seen[x, y]:
+                return False
+            o = minigrid.grid.get(x, y)
             return o is None or o.can_overlap() or (doors_open and o.type == "door")
 
-        start = (int(u.agent_pos[0]), int(u.agent_pos[1]), int(u.agent_dir))
+        start = (int(minigrid.agent_pos[0]), int(minigrid.agent_pos[1]), int(minigrid.agent_dir))
         prev, todo = {start: None}, deque([start])
         while todo:
             x, y, d = s = todo.popleft()
@@ -295,9 +295,9 @@ class Env:
                     s, a = prev[s]
                     path.append(a)
                 return path[::-1]
-            nxt = [((x, y, (d - 1) % 4), A.left), ((x, y, (d + 1) % 4), A.right)]
+            nxt = [((x, y, (d - 1) % 4), actions.left), ((x, y, (d + 1) % 4), actions.right)]
             if free(x + vecs[d][0], y + vecs[d][1]):
-                nxt.append(((x + vecs[d][0], y + vecs[d][1], d), A.forward))
+                nxt.append(((x + vecs[d][0], y + vecs[d][1], d), actions.forward))
             for t, a in nxt:
                 if t not in prev:
                     prev[t] = (s, a)
@@ -306,7 +306,7 @@ class Env:
 
     def _approach(self, obj) -> str | None:
         """Walk to face `obj`; None on success, else why not."""
-        if obj is self.u.carrying:
+        if obj is self.minigrid.carrying:
             return f"You are carrying the {obj.dp_name}."
         pos = self._pos_of(obj)
         path = None if pos is None else self._plan(pos)
@@ -327,20 +327,20 @@ class Env:
 
     def turn_left(self):
         if not self._refuse_if_over("turn_left()"):
-            self._prim(self.A.left)
+            self._prim(self.actions.left)
             self._emit("turn_left()", "You turn left.")
 
     def turn_right(self):
         if not self._refuse_if_over("turn_right()"):
-            self._prim(self.A.right)
+            self._prim(self.actions.right)
             self._emit("turn_right()", "You turn right.")
 
     def move_forward(self):
         if self._refuse_if_over("move_forward()"):
             return
-        before, front = tuple(self.u.agent_pos), self.u.grid.get(*self.u.front_pos)
-        self._prim(self.A.forward)
-        moved = tuple(self.u.agent_pos) != before
+        before, front = tuple(self.minigrid.agent_pos), self.minigrid.grid.get(*self.minigrid.front_pos)
+        self._prim(self.actions.forward)
+        moved = tuple(self.minigrid.agent_pos) != before
         self._emit("move_forward()", "You move forward." if moved else
                    f"You cannot move forward: {self._label(front)} is in the way.")
 
@@ -360,17 +360,17 @@ class Env:
             return
         if obj is not None:
             o, err = self._find(obj)
-            if o is not None and self.u.carrying is not None and o is not self.u.carrying:
-                err = f"You are already carrying the {self.u.carrying.dp_name}; drop it first."
-            elif o is not None and self.u.grid.get(*self.u.front_pos) is not o:
+            if o is not None and self.minigrid.carrying is not None and o is not self.minigrid.carrying:
+                err = f"You are already carrying the {self.minigrid.carrying.dp_name}; drop it first."
+            elif o is not None and self.minigrid.grid.get(*self.minigrid.front_pos) is not o:
                 err = self._approach(o)
             if err:
                 return self._emit(call, err)
-        front = self.u.grid.get(*self.u.front_pos)
-        held = self.u.carrying
-        self._prim(self.A.pickup)
-        if self.u.carrying is not held:
-            msg = f"You pick up the {self.u.carrying.dp_name}."
+        front = self.minigrid.grid.get(*self.minigrid.front_pos)
+        held = self.minigrid.carrying
+        self._prim(self.actions.pickup)
+        if self.minigrid.carrying is not held:
+            msg = f"You pick up the {self.minigrid.carrying.dp_name}."
         elif held is not None:
             msg = f"You cannot pick that up: you are already carrying the {held.dp_name}."
         elif front is None or front.type == "wall":
@@ -382,29 +382,29 @@ class Env:
     def drop(self):
         if self._refuse_if_over("drop()"):
             return
-        held, front = self.u.carrying, self.u.grid.get(*self.u.front_pos)
-        self._prim(self.A.drop)
+        held, front = self.minigrid.carrying, self.minigrid.grid.get(*self.minigrid.front_pos)
+        self._prim(self.actions.drop)
         if held is None:
             msg = "You are not carrying anything."
-        elif self.u.carrying is None:
+        elif self.minigrid.carrying is None:
             msg = f"You drop the {held.dp_name}."
         else:
             msg = f"You cannot drop the {held.dp_name} here: {self._label(front)} is in the way."
         self._emit("drop()", msg)
 
     def _toggle_front(self) -> str:
-        pos = tuple(self.u.front_pos)
-        front = self.u.grid.get(*pos)
+        pos = tuple(self.minigrid.front_pos)
+        front = self.minigrid.grid.get(*pos)
         was_open = getattr(front, "is_open", None)
-        self._prim(self.A.toggle)
+        self._prim(self.actions.toggle)
         if front is None or front.type == "wall":
             return "There is nothing to toggle in front of you."
         if front.type == "door":
             if front.is_open != was_open:
                 return f"You {'open' if front.is_open else 'close'} the {front.dp_name}."
             return f"The {front.dp_name} is locked; you need to carry the {front.color} key."
-        if front.type == "box" and self.u.grid.get(*pos) is not front:
-            inside = self.u.grid.get(*pos)
+        if front.type == "box" and self.minigrid.grid.get(*pos) is not front:
+            inside = self.minigrid.grid.get(*pos)
             return f"You open the {front.dp_name}; it " + \
                 (f"contained a {inside.dp_name}." if inside is not None else "was empty.")
         return f"Nothing happens: {self._label(front)} cannot be toggled."
@@ -419,7 +419,7 @@ class Env:
         d, err = self._find(door)
         if d is not None and d.type != "door":
             err = f"The {d.dp_name} is not a door."
-        if d is not None and not err and self.u.grid.get(*self.u.front_pos) is not d:
+        if d is not None and not err and self.minigrid.grid.get(*self.minigrid.front_pos) is not d:
             err = self._approach(d)
         if err:
             return self._emit(call, err)
@@ -431,8 +431,8 @@ class Env:
             return self._emit(call, " ".join(msgs))
         for _ in range(2):  # onto the door cell, then out the other side
             if not self.over:
-                self._prim(self.A.forward)
-        on_door = self._pos_of(d) == tuple(self.u.agent_pos)
+                self._prim(self.actions.forward)
+        on_door = self._pos_of(d) == tuple(self.minigrid.agent_pos)
         msgs.append(f"You stop on the {d.dp_name}: the way beyond is blocked." if on_door
                     else f"You go through the {d.dp_name}.")
         self._emit(call, " ".join(msgs))

@@ -7,6 +7,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +18,37 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dataset import alfworld  # noqa: E402
-from dataset.alfworld import DataError, load_tasks, make_env, walkthrough_code  # noqa: E402
+from dataset.alfworld import DataError, load_tasks, make_env  # noqa: E402
 
 HAVE_DATA = os.path.isdir(os.path.join(alfworld.alfworld_dir(), "json_2.1.1", "valid_unseen"))
 needs_data = pytest.mark.skipif(not HAVE_DATA, reason="ALFWorld game files not found")
 needs_engine = pytest.mark.skipif(
     not HAVE_DATA or __import__("importlib.util").util.find_spec("textworld") is None,
     reason="textworld/alfworld not installed or no game files")
+
+# ---- the expert walkthrough as tool calls (the oracle below) ----
+
+_WALK = [(re.compile(p), t) for p, t in [
+    (r"go to (.+)", "goto({0!r})"), (r"take (.+) from (.+)", "take({0!r}, {1!r})"),
+    (r"move (.+) to (.+)", "put({0!r}, {1!r})"), (r"put (.+) into? (.+)", "put({0!r}, {1!r})"),
+    (r"open (.+)", "open({0!r})"), (r"close (.+)", "close({0!r})"),
+    (r"clean (.+) with (.+)", "clean({0!r}, {1!r})"), (r"cool (.+) with (.+)", "cool({0!r}, {1!r})"),
+    (r"heat (.+) with (.+)", "heat({0!r}, {1!r})"), (r"use (.+)", "use({0!r})"),
+    (r"examine (.+)", "examine({0!r})"), (r"inventory", "inventory()")]]
+
+
+def walkthrough_code(task: dict) -> list[str]:
+    """The game's stored expert plan, one tool call (a line of Python) per command."""
+    out = []
+    for cmd in json.load(open(task["task_file"]))["walkthrough"]:
+        for pat, tmpl in _WALK:
+            if m := pat.fullmatch(cmd):
+                out.append(tmpl.format(*m.groups()))
+                break
+        else:
+            raise ValueError(f"walkthrough command with no tool: {cmd!r}")
+    return out
+
 
 COUNTS = {"put": 24, "clean": 31, "heat": 23, "cool": 21, "examine": 18, "puttwo": 17}
 

@@ -72,10 +72,16 @@ def test_splits_disjoint_and_deterministic():
 
 # ---- the oracle: BabyAIBot's primitive plan, through our text tools ----
 
+def front_name(env):
+    """The name of the object in front of the agent (None: nothing there, or a wall)."""
+    o = env.minigrid.grid.get(*env.minigrid.front_pos)
+    return getattr(o, "dp_name", None)
+
+
 def play_bot(task) -> tuple[dict, int]:
     from minigrid.utils.baby_ai_bot import BabyAIBot
     env = make_env(task)
-    bot, A = BabyAIBot(env.gym), env.A
+    bot, A = BabyAIBot(env.gym), env.actions
     calls = {A.left: "turn_left()", A.right: "turn_right()", A.forward: "move_forward()",
              A.toggle: "toggle()", A.drop: "drop()"}
     n = 0
@@ -84,7 +90,7 @@ def play_bot(task) -> tuple[dict, int]:
         if a == A.done:
             break
         # pickup: name the object in front, so the named tool path is what runs
-        code = f"pick_up({env.front_name()!r})" if a == A.pickup else calls[a]
+        code = f"pick_up({front_name(env)!r})" if a == A.pickup else calls[a]
         out = run_code(env, code)
         assert "Traceback" not in out and "cannot find a way" not in out, out
         n += 1
@@ -144,11 +150,11 @@ def test_pickup_and_doors():
     # OpenDoor: toggle_and_go_through opens the mission's door (known to the verifier) and walks through
     for task in load_tasks("babyai_OpenDoor", "test"):
         env = make_env(task)
-        door = env.u.instrs.desc.obj_set[0].dp_name
+        door = env.minigrid.instrs.desc.obj_set[0].dp_name
         if door in env.known:
             out = run_code(env, f"go_through({door!r})")       # walks there, but it is closed
             assert f"The {door} is closed." in out and not env.status()["success"], out
-            assert env.front_name() == door
+            assert front_name(env) == door
             out = run_code(env, f"toggle_and_go_through({door!r})")
             assert f"You open the {door}" in out and env.status()["success"], out
             break
@@ -164,7 +170,7 @@ def test_go_to_says_whether_a_way_exists_at_all():
     through unseen places, behind the closed door, or blocked by a box beyond the door."""
     from minigrid.core.world_object import Ball, Box, Door, Wall
     env = make_env(load_tasks("babyai_GoToLocal", "test")[0])
-    u = env.u
+    u = env.minigrid
     for x in range(1, u.width - 1):
         for y in range(1, u.height - 1):
             u.grid.set(x, y, None)
@@ -208,8 +214,8 @@ def test_fork_branches_diverge():
         try:
             os.close(r)
             run_code(env, "move_forward()")
-            os.write(w, json.dumps({"history": env.history, "pos": [int(v) for v in env.u.agent_pos],
-                                    "dir": int(env.u.agent_dir)}).encode())
+            os.write(w, json.dumps({"history": env.history, "pos": [int(v) for v in env.minigrid.agent_pos],
+                                    "dir": int(env.minigrid.agent_dir)}).encode())
         finally:
             os._exit(0)
     os.close(w)
@@ -218,7 +224,7 @@ def test_fork_branches_diverge():
     os.waitpid(pid, 0)
     assert [tuple(h) for h in child["history"][:2]] == base == env.history[:2]
     assert child["history"][2][0] == "move_forward()" and env.history[2][0] == "turn_right()"
-    assert child["dir"] != int(env.u.agent_dir)
+    assert child["dir"] != int(env.minigrid.agent_dir)
 
 
 # ---- through the sandbox pool ----
