@@ -23,10 +23,6 @@ def add_args(parser):
     parser.add_argument("--samples", type=int, default=1, help="episodes per task (with --temperature > 0)")
 
 
-def max_steps(args) -> int:
-    return args.max_steps
-
-
 def check_args(args, parser):
     if args.temperature < 0 or args.samples < 1:
         parser.error("--temperature must be >= 0 and --samples >= 1")

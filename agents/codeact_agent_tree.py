@@ -30,10 +30,6 @@ def add_args(parser):
     parser.add_argument("--seed", type=int, default=0, help="seed of the tree search's choices")
 
 
-def max_steps(args) -> int:
-    return args.max_steps
-
-
 def run_name(args) -> str:
     return f"{args.contrastive_method}_{args.max_sample_number}_{args.base}_{args.max_steps}"
 

@@ -55,10 +55,12 @@ def common_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def make_task(dataset: str, row: dict, args, max_steps: int) -> Task:
+def make_task(dataset: str, row: dict, args) -> Task:
+    """The Task a row runs as. Every agent defines --max_steps: a plain episode's reply budget, the
+    tree's depth D (Task.max_steps = D, so depth D always ends an episode)."""
     info = dataset_info(dataset)
     n_icl = info["n_icl"] if args.n_icl is None else args.n_icl
-    common = dict(goal=row["input"], n_icl=n_icl, max_turn=args.max_turn, max_steps=max_steps,
+    common = dict(goal=row["input"], n_icl=n_icl, max_turn=args.max_turn, max_steps=args.max_steps,
                   max_tokens=args.max_tokens, max_context=args.max_context)
     if info["kind"] == "tool":
         return Task(kind="tool", setup=info["setup"], setup_kwargs={"task": row},
@@ -69,7 +71,7 @@ def make_task(dataset: str, row: dict, args, max_steps: int) -> Task:
 async def solve_task(agent, row: dict, ctx: Context) -> dict:
     """One task, start to finish: the finished result row. Shared by the agent processes of the
     tmux launcher and the workers of the Ray backend."""
-    task = make_task(ctx.args.dataset, row, ctx.args, agent.max_steps(ctx.args))
+    task = make_task(ctx.args.dataset, row, ctx.args)
     return await agent.solve(row, task, ctx)
 
 

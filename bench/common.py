@@ -103,7 +103,7 @@ async def run_trees(args, dataset: str, rows: list[dict], base_url: str, served:
         ctx = Context(args, llm, pool, counters)
 
         async def one(row):
-            task = make_task(dataset, row, args, codeact_agent_tree.max_steps(args))
+            task = make_task(dataset, row, args)
             out = await codeact_agent_tree.solve(row, task, ctx)
             info = out["log_infos"]
             log(f"  {dataset} task {row['index']}: {info['rollouts']} rollouts, {info['nodes']} nodes, "

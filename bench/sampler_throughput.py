@@ -94,7 +94,7 @@ async def arm_baseline(args, rows, base_url, model):
     async with SandboxPool(timeout=args.exec_timeout, preload=dataset_info(DATASET)["preload"]) as pool:
 
         async def tree(row):
-            task = make_task(DATASET, row, args, args.max_steps)
+            task = make_task(DATASET, row, args)
             root = await start_episode(pool, task)
             nodes = {(): root}  # the per-task node cache
             search = search_of(args, args.seed)
