@@ -50,11 +50,6 @@ def dataset_of(path) -> str:
     return Path(path).name.split(".", 1)[0]
 
 
-def iter_pairs(path):
-    """(row number, pair row) of a pairs CSV, streaming, cells decoded."""
-    yield from iter_results(path)
-
-
 def require_columns(path, columns, what):
     """Fail before any work (or output folder) when `path` is not `what` at all: another CSV is
     named as such, with the columns it lacks; an unreadable file raises ResultFileError."""
@@ -633,7 +628,7 @@ def prepare_dataset(pairs_file, data_dir, name, model_path, cutoff_len=4096, chu
                 kept += 1
 
         batch = []
-        for i, row in iter_pairs(pairs_file):
+        for i, row in iter_results(pairs_file):  # pair rows, streaming, cells decoded
             if row.get("selected") is not True:
                 unselected += 1
                 continue

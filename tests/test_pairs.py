@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 from agents.prompts import build_messages
 from densepolicy import pairs as P
-from densepolicy.results import AtomicResultWriter, ResultWriter, read_results, write_results
+from densepolicy.results import AtomicResultWriter, ResultWriter, iter_results, read_results, write_results
 from densepolicy.tree import run_key
 
 TREE_COLUMNS = ["index", "input", "target", "score", "res", "res_cur", "full_index", "steps",
@@ -88,7 +88,7 @@ def test_exact_pairs_of_a_hand_built_tree(run_dir):
     r = process(run_dir)
     assert r.returncode == 0, r.stderr
     out = run_dir / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv"
-    rows = [row for _, row in P.iter_pairs(out)]
+    rows = [row for _, row in iter_results(out)]
     assert list(rows[0]) == P.PAIR_COLUMNS
     got = {(tuple(p["positive_run_index"]), tuple(p["negative_run_index"])):
            (p["positive_value"], p["positive_visit_number"], p["positive_avg_depth"],
@@ -259,7 +259,7 @@ def test_truncated_csv_last_row_is_ignored_with_warning(run_dir):
     r = process(run_dir)
     assert r.returncode == 0, r.stderr
     assert "row 2: ignoring a partial last row" in r.stderr
-    rows = list(P.iter_pairs(run_dir / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv"))
+    rows = list(iter_results(run_dir / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv"))
     assert {row["data_id"] for _, row in rows} == {7}
 
 
@@ -298,7 +298,7 @@ def test_empty_tree_and_no_selected_pairs_warn(run_dir):
     assert r.returncode == 0, r.stderr
     assert "row 1 (index 3): empty tree (no rollouts), no pairs" in r.stderr
     assert "no selected pairs" in r.stderr
-    assert list(P.iter_pairs(run_dir / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv")) == []
+    assert list(iter_results(run_dir / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv")) == []
 
 
 def test_missing_and_empty_inputs(run_dir, tmp_path):
@@ -353,7 +353,7 @@ def test_shards_are_read_when_merged_file_is_absent(run_dir):
     write_results(run_dir / "gsm8k.None_split_0.0.1.csv", [tree_row(9, {(0,): 1, (1,): 0})], TREE_COLUMNS)
     r = process(run_dir)
     assert r.returncode == 0, r.stderr
-    rows = [row for _, row in P.iter_pairs(run_dir / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv")]
+    rows = [row for _, row in iter_results(run_dir / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv")]
     assert {row["data_id"] for row in rows} == {7, 9}
 
 
@@ -372,12 +372,12 @@ def test_pairs_with_a_reply_cut_at_max_tokens_are_dropped_unless_kept(tmp_path, 
     assert r.returncode == 0, r.stderr
     assert f"{dropped} dropped as cut off at max_tokens" in r.stdout
     out = d / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv"
-    kept = {(tuple(p["positive_run_index"]), tuple(p["negative_run_index"])) for _, p in P.iter_pairs(out)}
+    kept = {(tuple(p["positive_run_index"]), tuple(p["negative_run_index"])) for _, p in iter_results(out)}
     assert (((0, 0, 1), (0, 0, 0)) in kept) == (not dropped) and ((0, 1), (0, 0)) in kept
     assert len(kept) == 5 - dropped
     r = process(d, "--keep_truncated")
     assert r.returncode == 0 and "0 dropped as cut off" in r.stdout
-    assert len(list(P.iter_pairs(out))) == 5
+    assert len(list(iter_results(out))) == 5
 
 
 def test_pair_prompt_with_the_examples_the_rollouts_saw(run_dir):
@@ -394,6 +394,6 @@ def test_pair_prompt_with_the_examples_the_rollouts_saw(run_dir):
     assert r.returncode == 0, r.stderr
     seen = build_messages("gsm8k", GOAL, n_icl=2, tools_doc=None, env_state=None)
     assert len(seen) > len(prompt())  # the examples are there
-    pairs = [p for _, p in P.iter_pairs(out)]
+    pairs = [p for _, p in iter_results(out)]
     assert pairs and all(p["positive_history"][:len(seen)] == seen for p in pairs)
     assert all(p["negative_history"][:len(seen)] == seen for p in pairs)
