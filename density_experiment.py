@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from densepolicy import pairs as P
+from densepolicy import pairs as pairs_lib
 from densepolicy.density import StageError, Study, StudyError, parse_densities, parse_total_pairs
 
 # ---- Editable constants (defaults: the embedded model on a CPU, like demo.sh) ---------------------
@@ -75,7 +75,7 @@ def main(argv=None):
         if not datasets:
             raise StudyError("no dataset given")
         out = Path(args.out).resolve()
-        files = args.pair_files or [f for f in P.discover_pair_files(args.results_root)
+        files = args.pair_files or [f for f in pairs_lib.discover_pair_files(args.results_root)
                                     if out not in f.resolve().parents]
         study = Study(datasets=datasets, densities=parse_densities(args.densities), out=out,
                       pair_files=files, unit=args.density_unit,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from dataset import DataError
-from densepolicy import pairs as P
+from densepolicy import pairs as pairs_lib
 from densepolicy import tree
 
 # --- process_result ---------------------------------------------------------------------------
@@ -84,7 +84,7 @@ def main(argv=None):
     ap.add_argument("--keep_truncated", action="store_true",
                     help="keep pairs with a reply cut off at max_tokens as a chosen side or as a completed action "
                          "(dropped and counted by default; an uncompleted cut-off rejected reply is always kept)")
-    ap.add_argument("--pair_examples", choices=P.PAIR_EXAMPLES, default="none",
+    ap.add_argument("--pair_examples", choices=pairs_lib.PAIR_EXAMPLES, default="none",
                     help="the pair prompt: 'none' drops the in-context examples (SPEC section 8), 'sampled' "
                          "keeps the ones the rollouts saw (recorded in each tree row)")
     ap.add_argument("--skip_bad_rows", action="store_true",
@@ -105,21 +105,21 @@ def main(argv=None):
             if not (args.data_dir and args.data_sub_dir and (args.dataset_file_name or args.dataset_file_name_list)):
                 ap.error("--process_result needs --data_dir, --data_sub_dir and --dataset_file_name(_list)")
             files = result_files(args)
-            dataset = args.dataset or P.dataset_of(files[0])
-            name = (args.dataset_file_name or files[0].name).removesuffix(".csv") + P.PAIRS_SUFFIX
-            P.process_result(files, Path(args.data_dir) / args.data_sub_dir, dataset, out_name=name,
+            dataset = args.dataset or pairs_lib.dataset_of(files[0])
+            name = (args.dataset_file_name or files[0].name).removesuffix(".csv") + pairs_lib.PAIRS_SUFFIX
+            pairs_lib.process_result(files, Path(args.data_dir) / args.data_sub_dir, dataset, out_name=name,
                              thre_value=args.thre_value, thre_max=args.thre_max,
                              max_length=args.max_length, n_draw=args.n_draw,
                              skip_bad_rows=args.skip_bad_rows, keep_truncated=args.keep_truncated,
                              examples=args.pair_examples)
         if args.merge_all_pairs:
-            files = args.pair_files or P.discover_pair_files(args.results_root)
+            files = args.pair_files or pairs_lib.discover_pair_files(args.results_root)
             n_tasks = {**N_TASKS, **key_values(args.n_tasks, "--n_tasks")}
             n_pairs = {**N_PAIRS, **key_values(args.n_pairs, "--n_pairs")}
             density = args.default_density if args.default_density is not None and args.default_density >= 0 else None
-            P.merge_all_pairs(files, args.output, n_tasks=n_tasks, n_pairs=n_pairs,
+            pairs_lib.merge_all_pairs(files, args.output, n_tasks=n_tasks, n_pairs=n_pairs,
                               default_density=density, seed=args.seed)
-    except (P.PairsError, P.ResultFileError, DataError) as e:   # DataError: --dataset unknown
+    except (pairs_lib.PairsError, pairs_lib.ResultFileError, DataError) as e:   # DataError: --dataset unknown
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

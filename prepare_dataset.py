@@ -10,7 +10,7 @@ tokenizer are dropped (and counted). Constants below; each has a flag of the sam
 import argparse
 import sys
 
-from densepolicy import pairs as P
+from densepolicy import pairs as pairs_lib
 
 INPUT = "eval_results/merged_pairs.csv"   # what post_process_training_data.py --merge_all_pairs writes
 DATA_DIR = "TreeDPO/data"                 # LLaMA-Factory dataset_dir
@@ -29,9 +29,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from densepolicy.models import ModelError, resolve_model
     try:
-        P.prepare_dataset(args.input, args.data_dir, args.name, resolve_model(args.model),
+        pairs_lib.prepare_dataset(args.input, args.data_dir, args.name, resolve_model(args.model),
                           cutoff_len=args.cutoff_len)
-    except (P.PairsError, P.ResultFileError, ModelError, OSError) as e:
+    except (pairs_lib.PairsError, pairs_lib.ResultFileError, ModelError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from densepolicy import pairs as P
+from densepolicy import pairs as pairs_lib
 from densepolicy.results import AtomicFile, finished_rows, iter_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,7 +160,7 @@ def task_pair_counts(pair_files) -> dict[str, list[int]]:
     """{dataset: selected pairs per task, descending} over these pair files."""
     # merge_all_pairs' own counting (densepolicy.pairs), so that plan and merge agree.
     return {ds: sorted((c for c in per.values() if c > 0), reverse=True)
-            for ds, per in P.selected_counts(pair_files).items()}
+            for ds, per in pairs_lib.selected_counts(pair_files).items()}
 
 
 @dataclass
@@ -273,16 +273,16 @@ class Study:
     def resolve(self):
         """Plan the study and check it against OUT/study.json. Returns the plans."""
         self.pair_files = [Path(f).resolve() for f in self.pair_files]
-        mine = [f for f in self.pair_files if P.dataset_of(f) in self.datasets]
-        missing = [ds for ds in self.datasets if not any(P.dataset_of(f) == ds for f in mine)]
+        mine = [f for f in self.pair_files if pairs_lib.dataset_of(f) in self.datasets]
+        missing = [ds for ds in self.datasets if not any(pairs_lib.dataset_of(f) == ds for f in mine)]
         if missing:
-            raise StudyError(f"no pair files (*{P.PAIRS_SUFFIX}) for {', '.join(missing)}: sample "
+            raise StudyError(f"no pair files (*{pairs_lib.PAIRS_SUFFIX}) for {', '.join(missing)}: sample "
                              f"trees and run post_process_training_data.py --process_result "
                              f"first (see demo.sh), or pass --pair_files")
         self.pair_files = mine
         try:
             counts = task_pair_counts(mine)
-        except (P.PairsError, P.ResultFileError) as e:
+        except (pairs_lib.PairsError, pairs_lib.ResultFileError) as e:
             raise StudyError(str(e)) from None
         self.resolved_pairs, self.plans = make_plan(counts, self.datasets, self.densities,
                                                     self.unit, self.total_pairs)
@@ -329,9 +329,9 @@ class Study:
             f"{ds}: {plan.pairs[ds]} pairs from the top {plan.tasks[ds]} tasks" for ds in self.datasets))
         lines = []
         try:
-            P.merge_all_pairs(self.pair_files, out, n_tasks=plan.tasks, n_pairs=plan.pairs,
+            pairs_lib.merge_all_pairs(self.pair_files, out, n_tasks=plan.tasks, n_pairs=plan.pairs,
                               default_density=None, seed=self.seed, log=lines.append)
-        except (P.PairsError, P.ResultFileError, OSError) as e:
+        except (pairs_lib.PairsError, pairs_lib.ResultFileError, OSError) as e:
             raise StageError("merge pairs", plan.label, str(e)) from None
         for line in lines:
             self.log(f"   {line}")
@@ -353,9 +353,9 @@ class Study:
         self.stage_line("dataset", plan.label, f"{self._path(merged)} -> {self._path(data)}")
         lines = []
         try:
-            s = P.prepare_dataset(merged, self.data_dir, name, model_path, cutoff_len=self.cutoff_len,
+            s = pairs_lib.prepare_dataset(merged, self.data_dir, name, model_path, cutoff_len=self.cutoff_len,
                                   log=lines.append)
-        except (P.PairsError, P.ResultFileError, OSError) as e:
+        except (pairs_lib.PairsError, pairs_lib.ResultFileError, OSError) as e:
             raise StageError("dataset", plan.label, str(e)) from None
         for line in lines:
             self.log(f"   {line}")
@@ -525,12 +525,12 @@ class Study:
                              + ", ".join(f"{pl.tasks[ds]} (density {pl.density:g})" for pl in plans)
                              for ds, p in self.resolved_pairs.items()))
         for ds in self.datasets:
-            same = {}
+            densities_by_tasks = {}
             for pl in plans:
-                same.setdefault(pl.tasks[ds], []).append(f"{pl.density:g}")
-            for n, ds_list in same.items():
-                if len(ds_list) > 1:
-                    self.log(f"   warning: {ds}: densities {', '.join(ds_list)} all come to {n} tasks "
+                densities_by_tasks.setdefault(pl.tasks[ds], []).append(f"{pl.density:g}")
+            for n, densities in densities_by_tasks.items():
+                if len(densities) > 1:
+                    self.log(f"   warning: {ds}: densities {', '.join(densities)} all come to {n} tasks "
                              f"(too few tasks with pairs to tell them apart)")
         from densepolicy.models import resolve_model
         model_path = resolve_model(self.model)

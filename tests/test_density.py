@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from conftest import ROOT, free_port
-from densepolicy import pairs as P
+from densepolicy import pairs as pairs_lib
 from densepolicy.density import (StudyError, auto_total_pairs, check_density, make_plan, min_tasks,
                                  parse_densities, parse_total_pairs)
 from densepolicy.results import read_results, write_results
@@ -44,7 +44,7 @@ def trees(tmp_path_factory):
     rows = [T.tree_row(i, tree_runs(k), goal=f"go to the red ball (task {i})") for i, k in enumerate(COUNTS)]
     result = run / f"{DATASET}.None_split_0.0.None.csv"
     write_results(result, rows, T.TREE_COLUMNS)
-    s = P.process_result([result], run / DATASET, DATASET, n_draw=0, log=lambda *_: None)
+    s = pairs_lib.process_result([result], run / DATASET, DATASET, n_draw=0, log=lambda *_: None)
     assert s["selected"] == sum(COUNTS)
     return root
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT
 from agents.prompts import build_messages
-from densepolicy import pairs as P
+from densepolicy import pairs as pairs_lib
 from densepolicy.results import AtomicResultWriter, ResultWriter, iter_results, read_results, write_results
 from densepolicy.tree import run_key
 
@@ -89,7 +89,7 @@ def test_exact_pairs_of_a_hand_built_tree(run_dir):
     assert r.returncode == 0, r.stderr
     out = run_dir / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv"
     rows = [row for _, row in iter_results(out)]
-    assert list(rows[0]) == P.PAIR_COLUMNS
+    assert list(rows[0]) == pairs_lib.PAIR_COLUMNS
     got = {(tuple(p["positive_run_index"]), tuple(p["negative_run_index"])):
            (p["positive_value"], p["positive_visit_number"], p["positive_avg_depth"],
             p["negative_value"], p["negative_visit_number"], p["negative_avg_depth"], p["selected"])
@@ -125,7 +125,7 @@ def test_exact_pairs_of_a_hand_built_tree(run_dir):
 
 def _pair_file(path, counts, seed_text="a"):
     """A pairs file with counts[i] selected pairs (plus one unselected) for task i."""
-    w = AtomicResultWriter(path, P.PAIR_COLUMNS)
+    w = AtomicResultWriter(path, pairs_lib.PAIR_COLUMNS)
     for task, n in enumerate(counts):
         for j in range(n + 1):
             h = [{"role": "user", "content": f"task {task}"}]
@@ -215,7 +215,7 @@ def test_prepare_dataset_records_cutoff_and_dataset_info(run_dir, tmp_path, mode
     # The batched count equals the tokenizer's own chat-template length of prompt + response.
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(model_path)
-    counter = P.TokenCounter(model_path)
+    counter = pairs_lib.TokenCounter(model_path)
     lens = counter.lengths(recs)
     for rec, n in zip(recs, lens):
         msgs = [m for u, a in rec["history"] for m in ({"role": "user", "content": u}, {"role": "assistant", "content": a})]
@@ -228,19 +228,19 @@ def test_prepare_dataset_records_cutoff_and_dataset_info(run_dir, tmp_path, mode
     # updates the entry instead of duplicating it.
     # (In-process from here on: the CLI path is covered above, the tokenizer load is slow.)
     cut = min(lens)
-    s = P.prepare_dataset(pairs, data, "t", model_path, cutoff_len=cut, log=lambda *_: None)
+    s = pairs_lib.prepare_dataset(pairs, data, "t", model_path, cutoff_len=cut, log=lambda *_: None)
     assert (s["kept"], s["dropped_too_long"]) == (1, 1)
     assert len(json.loads((data / "t.json").read_text())) == 1
     info2 = json.loads((data / "dataset_info.json").read_text())
     assert list(info2) == ["other", "t"]
     # Nothing fits: an error, and the previous dataset file is untouched.
-    with pytest.raises(P.PairsError, match="no pair fits"):
-        P.prepare_dataset(pairs, data, "t", model_path, cutoff_len=10, log=lambda *_: None)
+    with pytest.raises(pairs_lib.PairsError, match="no pair fits"):
+        pairs_lib.prepare_dataset(pairs, data, "t", model_path, cutoff_len=10, log=lambda *_: None)
     assert len(json.loads((data / "t.json").read_text())) == 1 and not (data / "t.json.tmp").exists()
     # A damaged dataset_info.json is reported, not overwritten.
     (data / "dataset_info.json").write_text("{broken")
-    with pytest.raises(P.PairsError, match="dataset_info.json: not valid JSON"):
-        P.update_dataset_info(data, "t", "t.json")
+    with pytest.raises(pairs_lib.PairsError, match="dataset_info.json: not valid JSON"):
+        pairs_lib.update_dataset_info(data, "t", "t.json")
     assert (data / "dataset_info.json").read_text() == "{broken"
 
 
@@ -343,8 +343,8 @@ def test_wrong_kind_of_input_is_one_line_and_leaves_no_folder(run_dir, tmp_path)
 def test_prepare_dataset_failing_late_leaves_no_folder(run_dir, tmp_path, model_path):
     assert process(run_dir).returncode == 0
     pairs = run_dir / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv"
-    with pytest.raises(P.PairsError, match="no pair fits"):
-        P.prepare_dataset(pairs, tmp_path / "new" / "data", "t", model_path, cutoff_len=10, log=lambda *_: None)
+    with pytest.raises(pairs_lib.PairsError, match="no pair fits"):
+        pairs_lib.prepare_dataset(pairs, tmp_path / "new" / "data", "t", model_path, cutoff_len=10, log=lambda *_: None)
     assert not (tmp_path / "new").exists()
 
 

@@ -6,7 +6,7 @@ import sys
 
 from conftest import ROOT
 from agents.codeact_agent import COLUMNS
-from densepolicy import pairs as P
+from densepolicy import pairs as pairs_lib
 from densepolicy.results import ResultWriter, write_results
 
 DS = "babyai_GoToRedBallGrey"
@@ -35,7 +35,7 @@ def test_report_reads_sampled_and_greedy_rows(tmp_path):
             "positive_run_index": [0], "negative_run_index": [1], "positive_history": [],
             "negative_history": []}
     write_results(tmp_path / "pairs.csv", [pair, {**pair, "negative_run_index": [0], "positive_run_index": [1]}],
-                  P.PAIR_COLUMNS)
+                  pairs_lib.PAIR_COLUMNS)
     out = tmp_path / "summary.json"
     r = run_cli("-m", "densepolicy.report", "--dataset", DS, "--pairs", str(tmp_path / "pairs.csv"),
                 "--greedy", str(base / "greedy"), str(trained / "greedy"),
@@ -52,7 +52,7 @@ def test_report_reads_sampled_and_greedy_rows(tmp_path):
 def test_report_on_runs_without_shared_tasks_is_one_line(tmp_path):
     write_run(tmp_path / "a", [[1.0]])
     (tmp_path / "b").mkdir()
-    write_results(tmp_path / "pairs.csv", [], P.PAIR_COLUMNS)
+    write_results(tmp_path / "pairs.csv", [], pairs_lib.PAIR_COLUMNS)
     r = run_cli("-m", "densepolicy.report", "--dataset", DS, "--pairs", str(tmp_path / "pairs.csv"),
                 "--greedy", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "s.json"))
     assert r.returncode == 1 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
