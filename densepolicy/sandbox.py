@@ -545,7 +545,7 @@ class SandboxPool:
         """Run `code` on top of `snapshot`; `snapshot` itself is left unchanged."""
         if self._closed or self._zproc is None:
             raise RuntimeError("sandbox pool is not running (use `async with SandboxPool()`)")
-        same = Snapshot(snapshot, status=snapshot.status)  # the result when the step fails
+        unchanged = Snapshot(snapshot, status=snapshot.status)  # the result when the step fails
         note = ""
         for _ in range(5):  # the base may die under us (e.g. killed by a sibling): rebuild it
             try:
@@ -554,7 +554,7 @@ class SandboxPool:
             except _Dead:
                 continue
             except RuntimeError as exc:
-                return same, ExecResult(f"SandboxError: {exc}", False, True, snapshot.status)
+                return unchanged, ExecResult(f"SandboxError: {exc}", False, True, snapshot.status)
             if proc is None and reply and reply.get("eagain") and not note and base.episode:
                 # Strays of earlier actions (e.g. detached sleepers) fill the process limit:
                 # stop them once, keeping the episode's states, and try again.
@@ -564,11 +564,11 @@ class SandboxPool:
                 continue
             break
         else:
-            return same, ExecResult("SandboxError: the state's process keeps dying", False, True,
+            return unchanged, ExecResult("SandboxError: the state's process keeps dying", False, True,
                                     snapshot.status)
         if proc is None:
             out = note + self._failure(reply, timed_out, self.timeout)
-            return same, ExecResult(out, timed_out, not timed_out, snapshot.status)
+            return unchanged, ExecResult(out, timed_out, not timed_out, snapshot.status)
         child = Snapshot(snapshot, code, status=reply.get("status"))
         self._attach(child, proc)
         return child, ExecResult(note + str(reply.get("output", "")), False, False, child.status)
