@@ -2,6 +2,7 @@
 real ALFWorld (TextWorld) and BabyAI (minigrid) episodes through distributed_test.sh."""
 from conftest import merge_and_score, replay_history, run_launcher
 from densepolicy.results import read_results
+from densepolicy.tree import parse_run_key
 
 
 def _rows(run_dir, dataset):
@@ -41,7 +42,7 @@ def test_babyai_trees(tmp_path, shared_server):
     assert sorted(r["index"] for r in rows) == [0, 1]
     for row in rows:
         assert row["level"] and row["seed"] >= 100000  # trees use the train seed range
-        assert {k.split(",")[0] for k in row["res_cur"]} == {"0", "1"}
+        assert {parse_run_key(k)[0] for k in row["res_cur"]} == {0, 1}
         task = {k: row[k] for k in ("index", "input", "target", "level", "seed")}
         for history in row["history"].values():
             replay_history(history, "dataset.babyai:make_env", {"task": task})
