@@ -294,10 +294,10 @@ def finished_rows(directory: str | os.PathLike, dataset: str) -> dict:
     pattern = SHARD_PATTERN.format(dataset=glob.escape(dataset), shard="*")
     # Only shards (an integer) and the merged file (None): a tree run's pairs file
     # (<dataset>.None_split_0.0.None.pairs.csv) matches the glob too.
-    names = {SHARD_PATTERN.format(dataset=dataset, shard="None")}
+    head, tail = SHARD_PATTERN.format(dataset=dataset, shard="\0").split("\0")
     for p in sorted(glob.glob(os.path.join(glob.escape(str(directory)), "**", pattern), recursive=True)):
-        name = os.path.basename(p)
-        if name not in names and not name[len(dataset) + len(".None_split_0.0."):-len(".csv")].isdigit():
+        shard = os.path.basename(p)[len(head):-len(tail)]
+        if not (shard == "None" or shard.isdigit()):
             continue
         for row in read_results(p, required=("index",)):
             rows.setdefault(row["index"], row)
