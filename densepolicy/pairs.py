@@ -365,10 +365,14 @@ def process_result(result_files, out_dir, dataset, out_name=None, thre_value=THR
                     goal = row.get("input")
                     if not isinstance(goal, str):
                         raise ValueError("no 'input' text")
-                    if (goal, env_state) not in prompt_cache:
+                    # The prompt depends on the example set a row records only with examples="sampled".
+                    used = json.dumps(row["log_infos"].get("examples")) \
+                        if examples != "none" and isinstance(row.get("log_infos"), dict) else None
+                    key = (goal, env_state, used)
+                    if key not in prompt_cache:
                         prompt_cache.clear()  # only consecutive repeats matter; keep O(1) memory
-                        prompt_cache[(goal, env_state)] = pair_prompt(row, dataset, env_state, examples)
-                    pairs, stats, dropped = tree_pairs(row, prompt_cache[(goal, env_state)],
+                        prompt_cache[key] = pair_prompt(row, dataset, env_state, examples)
+                    pairs, stats, dropped = tree_pairs(row, prompt_cache[key],
                                                        thre_value, thre_max, max_length, keep_truncated)
                 except (ValueError, KeyError, TypeError, AttributeError) as e:
                     if not skip_bad_rows:

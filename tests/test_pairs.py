@@ -389,11 +389,15 @@ def test_pair_prompt_with_the_examples_the_rollouts_saw(run_dir):
     assert r.returncode == 1 and "records no example set" in r.stderr and _no_outputs(run_dir)
     for row in rows:
         row["log_infos"]["examples"] = {"set": "gsm8k", "n": 2}
-    write_results(path, rows, TREE_COLUMNS)
+    # The next row has the same goal but saw one example: its prompt is not the cached one.
+    one = {**rows[0], "index": 8, "log_infos": {**rows[0]["log_infos"], "examples": {"set": "gsm8k", "n": 1}}}
+    write_results(path, rows + [one], TREE_COLUMNS)
     r = process(run_dir, "--pair_examples", "sampled")
     assert r.returncode == 0, r.stderr
-    seen = build_messages("gsm8k", GOAL, n_icl=2, tools_doc=None, env_state=None)
-    assert len(seen) > len(prompt())  # the examples are there
-    pairs = [p for _, p in iter_results(out)]
-    assert pairs and all(p["positive_history"][:len(seen)] == seen for p in pairs)
-    assert all(p["negative_history"][:len(seen)] == seen for p in pairs)
+    for index, n in ((7, 2), (8, 1)):
+        seen = build_messages("gsm8k", GOAL, n_icl=n, tools_doc=None, env_state=None)
+        assert len(seen) > len(prompt())  # the examples are there
+        pairs = [p for _, p in iter_results(out) if p["data_id"] == index]
+        assert pairs and all(p["positive_history"][:len(seen)] == seen for p in pairs)
+        assert all(p["negative_history"][:len(seen)] == seen for p in pairs)
+        assert all(p["positive_history"][len(seen)]["role"] == "assistant" for p in pairs)
