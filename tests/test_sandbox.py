@@ -146,9 +146,14 @@ def test_hostile_code_leaves_host_untouched():
                     assert "unreachable" in r.output or "refused" in r.output, r.output
                 if name == "write outside":
                     assert r.output.count("ermission denied") == 1, r.output  # /work/main
-                # The same episode still works, from the hostile step's result and its parent.
-                assert (await pool.run(s2, "x + 1"))[1].output == "42\n", name
-                assert (await pool.run(s, "x + 1"))[1].output == "42\n", name
+                # The same episode still works, from the hostile step's result and its parent;
+                # a flood left behind by the hostile step may be reported once, then stopped.
+                for state in (s2, s):
+                    out = (await pool.run(state, "x + 1"))[1].output
+                    if out.startswith("[Note:"):
+                        note, _, out = out.partition("]\n")
+                        assert "limit of processes" in note, (name, note)
+                    assert out == "42\n", (name, out)
             assert pool.stats["replays"] >= 1  # the killed parent was rebuilt
             uids = set(pool._uids)
         return uids
