@@ -22,6 +22,7 @@ SAMPLES=2
 EVAL_ARGS="--n_icl 2 --max_steps 3 --max_tokens 48"
 TRAIN_ARGS="max_steps=12 learning_rate=5.0e-4"
 CUTOFF_LEN=1024            # one value: prepare_dataset's length filter and LLaMA-Factory's cutoff_len
+PAIR_EXAMPLES=none         # pair prompts: none (SPEC §8) or sampled (the in-context examples the trees saw)
 OUT=eval_results/demo      # everything this job writes
 START_ID=900               # tmux session ids used by this job
 PORT_BASE=8400
@@ -54,7 +55,7 @@ serve() { PORT_BASE=$PORT_BASE NUM_GPUS="${NUM_GPUS:-0}" ./distributed_test.sh s
 stop_servers() { ./distributed_test.sh stop "$START_ID" >/dev/null 2>&1 || true; }
 trap stop_servers EXIT
 
-SETTINGS="MODEL=$MODEL DATASET=$DATASET TREE_TASKS=$TREE_TASKS TREE_ARGS=$TREE_ARGS EVAL_TASKS=$EVAL_TASKS SAMPLED_TASKS=$SAMPLED_TASKS SAMPLES=$SAMPLES EVAL_ARGS=$EVAL_ARGS TRAIN_ARGS=$TRAIN_ARGS CUTOFF_LEN=$CUTOFF_LEN"
+SETTINGS="MODEL=$MODEL DATASET=$DATASET TREE_TASKS=$TREE_TASKS TREE_ARGS=$TREE_ARGS EVAL_TASKS=$EVAL_TASKS SAMPLED_TASKS=$SAMPLED_TASKS SAMPLES=$SAMPLES EVAL_ARGS=$EVAL_ARGS TRAIN_ARGS=$TRAIN_ARGS CUTOFF_LEN=$CUTOFF_LEN PAIR_EXAMPLES=$PAIR_EXAMPLES"
 RUN="$OUT/run-$(printf %s "$SETTINGS" | sha256sum | cut -c1-12)"
 mkdir -p "$RUN"
 printf '%s\n' "$SETTINGS" >"$RUN/settings.txt"
@@ -72,7 +73,8 @@ stage "sample trees" launch "$TREE_TASKS" "$TREE_ARGS --output_root $RUN" "$MODE
 stage "merge trees" $PY post_process_test_result.py --merge_distributed_result --see_score \
   --data_dir "$TREE_DIR" --dataset_file_name_list "$PATTERN"
 stage "preference pairs" $PY post_process_training_data.py --process_result --data_dir "$TREE_DIR" \
-  --dataset_file_name_list "$PATTERN" --data_sub_dir "$DATASET" --dataset_file_name "${PATTERN/\{\}/None}"
+  --dataset_file_name_list "$PATTERN" --data_sub_dir "$DATASET" --dataset_file_name "${PATTERN/\{\}/None}" \
+  --pair_examples "$PAIR_EXAMPLES"
 stage "merge pairs" $PY post_process_training_data.py --merge_all_pairs --results_root "$RUN" \
   --output "$RUN/merged_pairs.csv" --default_density -1
 stage "evaluate the base model (greedy)" launch "$EVAL_TASKS" "$EVAL_ARGS --output_root $RUN/eval_base" "$MODEL" "$DATASET" codeact_agent
