@@ -150,12 +150,13 @@ async def warm_up(base_url, model):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--engine", default="vllm", help="vllm (the CPU build here) or transformers")
-    p.add_argument("--tasks", type=int, default=4, help="first N GSM8K train tasks")
+    p.add_argument("--tasks", type=int, default=10,
+                   help="first N GSM8K train tasks (>= --workers, so the baseline can keep P requests in flight)")
     p.add_argument("--workers", type=int, default=10, help="baseline workers (P)")
     p.add_argument("--base", type=int, default=3)
     p.add_argument("--max_steps", type=int, default=3)
-    p.add_argument("--window_size", type=int, default=2)
-    p.add_argument("--max_rollouts", type=int, default=6)
+    p.add_argument("--window_size", type=int, default=4)
+    p.add_argument("--max_rollouts", type=int, default=8)
     # Huge: the rollout budget, not the pair target, ends every tree, so both arms do as much.
     p.add_argument("--max_sample_number", type=int, default=10_000)
     p.add_argument("--max_empty_rounds", type=int, default=1000)
