@@ -1,4 +1,5 @@
-"""Tree results -> preference pairs (SPEC §8). Thin CLI over densepolicy.pairs.
+"""Tree results -> preference pairs (SPEC §8). Thin CLI over densepolicy.pairs and
+densepolicy.pair_selection.
 
     python post_process_training_data.py --process_result --data_dir DIR \
         --dataset_file_name_list 'gsm8k.None_split_0.0.{}.csv' --data_sub_dir gsm8k \
@@ -15,8 +16,9 @@ import sys
 from pathlib import Path
 
 from dataset import DataError
+from densepolicy import pair_selection, tree
 from densepolicy import pairs as pairs_lib
-from densepolicy import tree
+from densepolicy.results import ResultFileError
 
 # --- process_result ---------------------------------------------------------------------------
 # The thresholds are defined once, in densepolicy/tree.py: the sampler counts selected pairs with
@@ -117,9 +119,9 @@ def main(argv=None):
             n_tasks = {**N_TASKS, **key_values(args.n_tasks, "--n_tasks")}
             n_pairs = {**N_PAIRS, **key_values(args.n_pairs, "--n_pairs")}
             density = args.default_density if args.default_density is not None and args.default_density >= 0 else None
-            pairs_lib.merge_all_pairs(files, args.output, n_tasks=n_tasks, n_pairs=n_pairs,
-                              default_density=density, seed=args.seed)
-    except (pairs_lib.PairsError, pairs_lib.ResultFileError, DataError) as e:   # DataError: --dataset unknown
+            pair_selection.merge_all_pairs(files, args.output, n_tasks=n_tasks, n_pairs=n_pairs,
+                                           default_density=density, seed=args.seed)
+    except (pairs_lib.PairsError, ResultFileError, DataError) as e:   # DataError: --dataset unknown
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,4 @@
-"""Merged preference pairs -> a LLaMA-Factory DPO dataset (SPEC §9). Thin CLI over densepolicy.pairs.
+"""Merged preference pairs -> a LLaMA-Factory DPO dataset (SPEC §9). Thin CLI over densepolicy.lf_export.
 
     python prepare_dataset.py
         eval_results/merged_pairs.csv -> TreeDPO/data/tree_dpo.json, registered in
@@ -10,7 +10,9 @@ tokenizer are dropped (and counted). Constants below; each has a flag of the sam
 import argparse
 import sys
 
-from densepolicy import pairs as pairs_lib
+from densepolicy.lf_export import prepare_dataset
+from densepolicy.pairs import PairsError
+from densepolicy.results import ResultFileError
 
 INPUT = "eval_results/merged_pairs.csv"   # what post_process_training_data.py --merge_all_pairs writes
 DATA_DIR = "TreeDPO/data"                 # LLaMA-Factory dataset_dir
@@ -29,9 +31,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from densepolicy.models import ModelError, resolve_model
     try:
-        pairs_lib.prepare_dataset(args.input, args.data_dir, args.name, resolve_model(args.model),
-                          cutoff_len=args.cutoff_len)
-    except (pairs_lib.PairsError, pairs_lib.ResultFileError, ModelError, OSError) as e:
+        prepare_dataset(args.input, args.data_dir, args.name, resolve_model(args.model),
+                        cutoff_len=args.cutoff_len)
+    except (PairsError, ResultFileError, ModelError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from densepolicy import lf_export, pair_selection  # noqa: E402
 from densepolicy import pairs as pairs_lib  # noqa: E402
 from densepolicy.results import AtomicResultWriter  # noqa: E402
 from densepolicy.tree import run_key  # noqa: E402
@@ -129,12 +130,12 @@ def stage(args):
         info = dict(pairs=s["pairs"], selected=s["selected"])
     elif args.stage == "merge":
         # gsm8k has no N/P constant: the default density (10 pairs per task) applies.
-        s = pairs_lib.merge_all_pairs(pairs_lib.discover_pair_files(w / "eval_results"), w / "merged_pairs.csv",
+        s = pair_selection.merge_all_pairs(pairs_lib.discover_pair_files(w / "eval_results"), w / "merged_pairs.csv",
                               default_density=10, log=quiet)
         info = dict(pairs=s["written"])
     else:
         from densepolicy.models import resolve_model
-        s = pairs_lib.prepare_dataset(w / "merged_pairs.csv", w / "data", "tree_dpo", resolve_model(args.model),
+        s = lf_export.prepare_dataset(w / "merged_pairs.csv", w / "data", "tree_dpo", resolve_model(args.model),
                               log=quiet)
         info = dict(records=s["kept"], dropped=s["dropped_too_long"])
     print(json.dumps(dict(info, seconds=time.perf_counter() - t, peak_mb=peak_mb())))

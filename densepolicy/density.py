@@ -40,8 +40,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from densepolicy import lf_export, pair_selection
 from densepolicy import pairs as pairs_lib
-from densepolicy.results import AtomicFile, finished_rows, iter_results
+from densepolicy.results import AtomicFile, ResultFileError, finished_rows, iter_results
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ("fraction", "pairs_per_task")
@@ -158,9 +159,9 @@ def auto_total_pairs(counts, densities, unit) -> int:
 
 def task_pair_counts(pair_files) -> dict[str, list[int]]:
     """{dataset: selected pairs per task, descending} over these pair files."""
-    # merge_all_pairs' own counting (densepolicy.pairs), so that plan and merge agree.
+    # merge_all_pairs' own counting (densepolicy.pair_selection), so that plan and merge agree.
     return {ds: sorted((c for c in per.values() if c > 0), reverse=True)
-            for ds, per in pairs_lib.selected_counts(pair_files).items()}
+            for ds, per in pair_selection.selected_counts(pair_files).items()}
 
 
 @dataclass
@@ -282,7 +283,7 @@ class Study:
         self.pair_files = mine
         try:
             counts = task_pair_counts(mine)
-        except (pairs_lib.PairsError, pairs_lib.ResultFileError) as e:
+        except (pairs_lib.PairsError, ResultFileError) as e:
             raise StudyError(str(e)) from None
         self.resolved_pairs, self.plans = make_plan(counts, self.datasets, self.densities,
                                                     self.unit, self.total_pairs)
@@ -329,9 +330,9 @@ class Study:
             f"{ds}: {plan.pairs[ds]} pairs from the top {plan.tasks[ds]} tasks" for ds in self.datasets))
         lines = []
         try:
-            pairs_lib.merge_all_pairs(self.pair_files, out, n_tasks=plan.tasks, n_pairs=plan.pairs,
+            pair_selection.merge_all_pairs(self.pair_files, out, n_tasks=plan.tasks, n_pairs=plan.pairs,
                               default_density=None, seed=self.seed, log=lines.append)
-        except (pairs_lib.PairsError, pairs_lib.ResultFileError, OSError) as e:
+        except (pairs_lib.PairsError, ResultFileError, OSError) as e:
             raise StageError("merge pairs", plan.label, str(e)) from None
         for line in lines:
             self.log(f"   {line}")
@@ -353,9 +354,9 @@ class Study:
         self.stage_line("dataset", plan.label, f"{self._path(merged)} -> {self._path(data)}")
         lines = []
         try:
-            s = pairs_lib.prepare_dataset(merged, self.data_dir, name, model_path, cutoff_len=self.cutoff_len,
+            s = lf_export.prepare_dataset(merged, self.data_dir, name, model_path, cutoff_len=self.cutoff_len,
                                   log=lines.append)
-        except (pairs_lib.PairsError, pairs_lib.ResultFileError, OSError) as e:
+        except (pairs_lib.PairsError, ResultFileError, OSError) as e:
             raise StageError("dataset", plan.label, str(e)) from None
         for line in lines:
             self.log(f"   {line}")

@@ -3,19 +3,21 @@
     render(result_csv, out_html, index=None)   one task (index) or every task of the file
 
 A tree is drawn exactly as the pair extraction sees it: values and visits rebuilt from the
-rollouts (pairs.parse_tree, tree.tree_stats) and sibling pairs from pairs.tree_pairs with the same
-thresholds. Each explored node is an SVG box (run-index label, sampling temperature, value,
-visits); clicking it shows its action and observation. Edges into chosen siblings are green,
-into rejected ones red dashed, thick when the pair is selected; solved runs are gold. CSS, JS,
-SVG and the texts are all inline: the page makes no request and opens offline.
+rollouts (pairs.parse_tree, tree.tree_stats), sibling pairs from pairs.tree_pairs with the same
+thresholds, and the node layout of the pair drawings (pair_figures.layout). Each explored node is
+an SVG box (run-index label, sampling temperature, value, visits); clicking it shows its action
+and observation. Edges into chosen siblings are green, into rejected ones red dashed, thick when
+the pair is selected; solved runs are gold. CSS, JS, SVG and the texts are all inline: the page
+makes no request and opens offline.
 """
 import html
 import json
 from pathlib import Path
 
-from densepolicy.pairs import parse_tree, tree_pairs
+from densepolicy.pair_figures import layout, node_temperature
+from densepolicy.pairs import node_action, parse_tree, runs_through, tree_pairs
 from densepolicy.results import AtomicFile, ResultFileError, iter_results
-from densepolicy.tree import MAX_LENGTH, THRE_MAX, THRE_VALUE, label_temperature, run_key
+from densepolicy.tree import MAX_LENGTH, THRE_MAX, THRE_VALUE, run_key
 
 BOX_W, BOX_H, GAP_X, ROW_H, PAD = 156, 34, 44, 42, 16
 MAX_LABEL = 19  # characters of a run-index label drawn in a box; the panel shows it whole
@@ -39,36 +41,25 @@ def task_tree(row, thre_value=THRE_VALUE, thre_max=THRE_MAX, max_length=MAX_LENG
     history, policies = row.get("history"), row.get("policies")
     policies = policies if isinstance(policies, dict) else {}
     logs = _dict(row.get("log_infos"))
-    run_logs = _dict(logs.get("runs"))
-    if runs and not isinstance(history, dict):
-        raise ValueError("history is not a map of run index -> messages")
+    run_logs = _dict(logs.get("runs"))  # (tree_pairs has checked history for a tree with runs)
 
-    # Every run through a node holds the node's action (nodes are cached while sampling); prefer a
-    # run that goes on below it, whose history also holds the observation.
-    through = {}
-    for run in sorted(runs):
-        for d in range(1, len(run) + 1):
-            through.setdefault(run[:d], []).append(run)
+    # Any run through a node holds its action; prefer one that goes on below it, whose history
+    # also holds the observation.
+    through = runs_through(sorted(runs))
     nodes = {}
     for node, (value, visits, avg_depth) in stats.items():
         d = len(node)
         rs = through[node]
         rep = next((r for r in rs if len(r) > d), rs[0])
-        msgs = history.get(run_key(rep))
-        if not isinstance(msgs, list) or len(msgs) < 2 * d - 1:
-            raise ValueError(f"run {run_key(rep)!r}: history has {len(msgs) if isinstance(msgs, list) else 0}"
-                             f" messages, the action at depth {d} needs {2 * d - 1}")
-        act, obs = msgs[2 * d - 2], msgs[2 * d - 1] if len(msgs) > 2 * d - 1 else None
-        if not isinstance(act, dict) or not isinstance(act.get("content"), str):
-            raise ValueError(f"run {run_key(rep)!r}: message {2 * d - 2} has no text")
-        pol = policies.get(run_key(rep))
-        temp = pol[d - 1] if isinstance(pol, list) and len(pol) >= d else label_temperature(node[-1])
+        action, msgs = node_action(history, run_key(rep), d)
+        obs = msgs[2 * d - 1] if len(msgs) > 2 * d - 1 else None
+        temp = node_temperature(node, policies.get(run_key(rep)))
         # Log infos are informative only: a row without them is still drawn.
         steps = _dict(run_logs.get(run_key(rep))).get("steps")
         step = _dict(steps[d - 1]) if isinstance(steps, list) and len(steps) >= d else {}
         end = _dict(run_logs.get(run_key(node))) if node in runs else {}
         nodes[node] = dict(
-            value=value, visits=visits, avg_depth=avg_depth, temp=temp, action=act["content"],
+            value=value, visits=visits, avg_depth=avg_depth, temp=temp, action=action,
             obs=obs.get("content") if isinstance(obs, dict) else None,
             outcome=runs.get(node), end_reason=end.get("end_reason"),
             finish=step.get("finish_reason"), tokens=step.get("completion_tokens"),
@@ -89,30 +80,6 @@ def task_tree(row, thre_value=THRE_VALUE, thre_max=THRE_MAX, max_length=MAX_LENG
                 pairs=len(pairs), selected=sum(p["selected"] for p in pairs), dropped=dropped["identical"],
                 rounds=logs.get("rounds"),
                 on_solved={r[:d] for r in solved for d in range(1, len(r) + 1)})
-
-
-def layout(nodes) -> dict:
-    """{node: (column, row)}: left to right by depth, leaves one row each in label order,
-    a parent level with the middle of its children. The root () is at column 0."""
-    kids = {(): []}
-    for node in sorted(nodes):
-        kids.setdefault(node, [])
-        kids.setdefault(node[:-1], []).append(node)
-    pos, rows = {}, [0]
-
-    def place(node):  # recursion depth = tree depth (<= max_steps)
-        ks = kids[node]
-        if ks:
-            ys = [place(k) for k in ks]
-            y = (ys[0] + ys[-1]) / 2
-        else:
-            y = rows[0]
-            rows[0] += 1
-        pos[node] = (len(node), y)
-        return y
-
-    place(())
-    return pos
 
 
 # ----------------------------------------------------------------------------------- drawing
@@ -136,7 +103,7 @@ def _fill(v):
 
 def tree_svg(tree) -> str:
     nodes = tree["nodes"]
-    pos = layout(nodes)
+    pos = layout(nodes)  # {node: (depth, slot)}: a column per depth, a row per slot
     depth = max((len(n) for n in nodes), default=0)
     n_rows = max((y for _, y in pos.values()), default=0) + 1
     width = PAD * 2 + (depth + 1) * BOX_W + depth * GAP_X

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import ROOT
 from agents.prompts import build_messages
+from densepolicy import lf_export
 from densepolicy import pairs as pairs_lib
 from densepolicy.results import AtomicResultWriter, ResultWriter, iter_results, read_results, write_results
 from densepolicy.tree import run_key
@@ -215,7 +216,7 @@ def test_prepare_dataset_records_cutoff_and_dataset_info(run_dir, tmp_path, mode
     # The batched count equals the tokenizer's own chat-template length of prompt + response.
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(model_path)
-    counter = pairs_lib.TokenCounter(model_path)
+    counter = lf_export.TokenCounter(model_path)
     lens = counter.lengths(recs)
     for rec, n in zip(recs, lens):
         msgs = [m for u, a in rec["history"] for m in ({"role": "user", "content": u}, {"role": "assistant", "content": a})]
@@ -228,19 +229,19 @@ def test_prepare_dataset_records_cutoff_and_dataset_info(run_dir, tmp_path, mode
     # updates the entry instead of duplicating it.
     # (In-process from here on: the CLI path is covered above, the tokenizer load is slow.)
     cut = min(lens)
-    s = pairs_lib.prepare_dataset(pairs, data, "t", model_path, cutoff_len=cut, log=lambda *_: None)
+    s = lf_export.prepare_dataset(pairs, data, "t", model_path, cutoff_len=cut, log=lambda *_: None)
     assert (s["kept"], s["dropped_too_long"]) == (1, 1)
     assert len(json.loads((data / "t.json").read_text())) == 1
     info2 = json.loads((data / "dataset_info.json").read_text())
     assert list(info2) == ["other", "t"]
     # Nothing fits: an error, and the previous dataset file is untouched.
     with pytest.raises(pairs_lib.PairsError, match="no pair fits"):
-        pairs_lib.prepare_dataset(pairs, data, "t", model_path, cutoff_len=10, log=lambda *_: None)
+        lf_export.prepare_dataset(pairs, data, "t", model_path, cutoff_len=10, log=lambda *_: None)
     assert len(json.loads((data / "t.json").read_text())) == 1 and not (data / "t.json.tmp").exists()
     # A damaged dataset_info.json is reported, not overwritten.
     (data / "dataset_info.json").write_text("{broken")
     with pytest.raises(pairs_lib.PairsError, match="dataset_info.json: not valid JSON"):
-        pairs_lib.update_dataset_info(data, "t", "t.json")
+        lf_export.update_dataset_info(data, "t", "t.json")
     assert (data / "dataset_info.json").read_text() == "{broken"
 
 
@@ -344,7 +345,7 @@ def test_prepare_dataset_failing_late_leaves_no_folder(run_dir, tmp_path, model_
     assert process(run_dir).returncode == 0
     pairs = run_dir / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv"
     with pytest.raises(pairs_lib.PairsError, match="no pair fits"):
-        pairs_lib.prepare_dataset(pairs, tmp_path / "new" / "data", "t", model_path, cutoff_len=10, log=lambda *_: None)
+        lf_export.prepare_dataset(pairs, tmp_path / "new" / "data", "t", model_path, cutoff_len=10, log=lambda *_: None)
     assert not (tmp_path / "new").exists()
 
 

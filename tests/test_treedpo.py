@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, run_launcher
+from densepolicy import lf_export, pair_selection
 from densepolicy import pairs as pairs_lib
 from densepolicy.results import model_dir_name, read_results, write_results
 import test_pairs as T
@@ -39,8 +40,8 @@ def dataset_dir(tmp_path_factory, model_path):
     write_results(run / "gsm8k.None_split_0.0.None.csv", rows, T.TREE_COLUMNS)
     quiet = lambda *_: None  # noqa: E731
     pairs_lib.process_result([run / "gsm8k.None_split_0.0.None.csv"], run / "gsm8k", "gsm8k", n_draw=0, log=quiet)
-    pairs_lib.merge_all_pairs(pairs_lib.discover_pair_files(root / "eval_results"), root / "merged.csv", log=quiet)
-    s = pairs_lib.prepare_dataset(root / "merged.csv", root / "data", "tree_dpo", model_path, log=quiet)
+    pair_selection.merge_all_pairs(pairs_lib.discover_pair_files(root / "eval_results"), root / "merged.csv", log=quiet)
+    s = lf_export.prepare_dataset(root / "merged.csv", root / "data", "tree_dpo", model_path, log=quiet)
     assert s["kept"] == 16
     return root / "data"
 
