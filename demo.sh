@@ -64,7 +64,7 @@ echo "== run directory $RUN (settings in $RUN/settings.txt)"
 
 stage setup bash -c "./setup.sh && ./setup_treedpo.sh"
 M="$($PY -m densepolicy.models "$MODEL")"
-TREE_DIR="$RUN/codeact_agent_tree.$MODEL/$($PY -m agents.codeact_agent_tree --print_run_name $TREE_ARGS)"
+TREE_DIR="$($PY -m agents.codeact_agent_tree --print_run_dir --model "$MODEL" --output_root "$RUN" $TREE_ARGS)"
 PATTERN="$DATASET.None_split_0.0.{}.csv"
 SAMPLED_ARGS="$EVAL_ARGS --temperature 1.0 --samples $SAMPLES"
 
@@ -96,16 +96,15 @@ stage "evaluate the trained model (greedy)" launch "$EVAL_TASKS" "$EVAL_ARGS --o
 stage "evaluate the trained model (sampled)" launch "$SAMPLED_TASKS" "$SAMPLED_ARGS --output_root $RUN/eval_trained" "$TRAINED" "$DATASET" codeact_agent
 stop_servers
 
-run_of() { echo "$RUN/eval_$1/codeact_agent.$($PY -c 'import sys; from densepolicy.results import model_dir_name; print(model_dir_name(sys.argv[1]))' "$2")/$3"; }
-GREEDY_RUN="$($PY -m agents.codeact_agent --print_run_name $EVAL_ARGS)"
-SAMPLED_RUN="$($PY -m agents.codeact_agent --print_run_name $SAMPLED_ARGS)"
-LOSS="$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["train_loss"])' "$RUN/lora/train_results.json")"
+eval_dir() {  # eval_dir base|trained MODEL ARGS: where the launcher's agent writes that evaluation
+  $PY -m agents.codeact_agent --print_run_dir --model "$2" --output_root "$RUN/eval_$1" $3
+}
 # A resumed run's cost is every invocation's stages, not the last one's.
 SECONDS_ALL="$(awk -F'\t' '{s += $2} END {print s + 0}' "$RUN/stage_seconds.tsv")"
 stage summary $PY -m densepolicy.report --dataset "$DATASET" --pairs "$RUN/merged_pairs.csv" \
-  --greedy "$(run_of base "$MODEL" "$GREEDY_RUN")" "$(run_of trained "$TRAINED" "$GREEDY_RUN")" \
-  --sampled "$(run_of base "$MODEL" "$SAMPLED_RUN")" "$(run_of trained "$TRAINED" "$SAMPLED_RUN")" \
-  --seconds "$SECONDS_ALL" --out "$RUN/summary.json" \
-  --extra "{\"train_loss\": $LOSS, \"run\": \"$RUN\", \"seconds_this_invocation\": $(( $(date +%s) - T0 ))}"
+  --greedy "$(eval_dir base "$MODEL" "$EVAL_ARGS")" "$(eval_dir trained "$TRAINED" "$EVAL_ARGS")" \
+  --sampled "$(eval_dir base "$MODEL" "$SAMPLED_ARGS")" "$(eval_dir trained "$TRAINED" "$SAMPLED_ARGS")" \
+  --train_results "$RUN/lora/train_results.json" --seconds "$SECONDS_ALL" --out "$RUN/summary.json" \
+  --extra "{\"run\": \"$RUN\", \"seconds_this_invocation\": $(( $(date +%s) - T0 ))}"
 cp "$RUN/summary.json" "$OUT/.summary.json.tmp" && mv "$OUT/.summary.json.tmp" "$OUT/summary.json"
 echo "== summary: $OUT/summary.json"

@@ -209,6 +209,11 @@ def main(agent, argv=None) -> int:
         argv = [a for a in argv if a != "--print_run_name"]
         print(agent.run_name(parse_args(agent, ["--model", "-", "--dataset", "gsm8k", *argv])))
         return 0
+    if "--print_run_dir" in argv:  # `--print_run_dir --model M [--output_root R] FLAGS...`: where rows go
+        argv = [a for a in argv if a != "--print_run_dir"]
+        args = parse_args(agent, ["--dataset", "gsm8k", *argv])
+        print(run_dir(args.output_root, agent.NAME, args.model, agent.run_name(args)))
+        return 0
     args = parse_args(agent, argv)
     try:
         return asyncio.run(run(agent, args))

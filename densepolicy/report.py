@@ -62,6 +62,13 @@ def sampled_summary(base_dir, trained_dir, dataset) -> dict:
             "p_value": paired_bootstrap_p(share(base), share(trained))}
 
 
+def train_loss(path) -> float:
+    try:
+        return float(json.loads(open(path, encoding="utf-8").read())["train_loss"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not LLaMA-Factory's train_results.json (no train_loss: {e})") from None
+
+
 def table(summary: dict) -> str:
     def pct(x):
         return f"{100 * x:.1f}%"
@@ -90,7 +97,8 @@ def main(argv=None) -> int:
     p.add_argument("--greedy", nargs=2, metavar=("BASE", "TRAINED"), help="greedy run directories")
     p.add_argument("--sampled", nargs=2, metavar=("BASE", "TRAINED"), help="sampled run directories")
     p.add_argument("--seconds", type=float, default=None, help="the job's wall time, recorded")
-    p.add_argument("--extra", default="{}", help="JSON object merged into the summary (settings, loss)")
+    p.add_argument("--train_results", help="LLaMA-Factory's train_results.json: its train_loss is recorded")
+    p.add_argument("--extra", default="{}", help="JSON object merged into the summary (settings)")
     p.add_argument("--out", required=True, help="summary.json to write")
     args = p.parse_args(argv)
     try:
@@ -101,6 +109,8 @@ def main(argv=None) -> int:
             summary["sampled"] = sampled_summary(*args.sampled, args.dataset)
         summary["episodes"] = summary.get("greedy", summary.get("sampled", {})).get("episodes", 0)
         summary["seconds"] = args.seconds
+        if args.train_results:
+            summary["train_loss"] = train_loss(args.train_results)
         summary.update(json.loads(args.extra))
     except (ResultFileError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

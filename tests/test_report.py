@@ -57,3 +57,33 @@ def test_report_on_runs_without_shared_tasks_is_one_line(tmp_path):
                 "--greedy", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "s.json"))
     assert r.returncode == 1 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "s.json").exists()
+
+
+def test_report_records_train_loss_and_rejects_other_files(tmp_path):
+    write_run(tmp_path / "a", [[1.0], [0.0]])
+    write_run(tmp_path / "b", [[1.0], [1.0]])
+    write_results(tmp_path / "pairs.csv", [], pairs_lib.PAIR_COLUMNS)
+    common = ["-m", "densepolicy.report", "--dataset", DS, "--pairs", str(tmp_path / "pairs.csv"),
+              "--greedy", str(tmp_path / "a"), str(tmp_path / "b")]
+    (tmp_path / "train_results.json").write_text(json.dumps({"epoch": 12.0, "train_loss": 0.25}))
+    r = run_cli(*common, "--train_results", str(tmp_path / "train_results.json"), "--out", str(tmp_path / "s.json"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["train_loss"] == 0.25
+    r = run_cli(*common, "--train_results", str(tmp_path / "pairs.csv"), "--out", str(tmp_path / "t.json"))
+    assert r.returncode == 1 and "pairs.csv" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_print_run_dir_is_where_the_agent_writes(tmp_path):
+    """demo.sh finds each evaluation's rows with --print_run_dir: the agent's own output directory."""
+    from agents import codeact_agent, runner
+    from densepolicy.results import run_dir
+    flags = ["--n_icl", "2", "--max_steps", "3", "--temperature", "1.0", "--samples", "2"]
+    model = str(tmp_path / "trained_model")
+    r = run_cli("-m", "agents.codeact_agent", "--print_run_dir", "--model", model,
+                "--output_root", str(tmp_path / "eval"), *flags)
+    assert r.returncode == 0, r.stderr
+    args = runner.parse_args(codeact_agent, ["--model", model, "--dataset", DS,
+                                             "--output_root", str(tmp_path / "eval"), *flags])
+    assert r.stdout.strip() == str(run_dir(args.output_root, codeact_agent.NAME, model, codeact_agent.run_name(args)))
+    assert r.stdout.strip().startswith(str(tmp_path / "eval")) and "temperature1x2" in r.stdout
