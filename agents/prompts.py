@@ -171,7 +171,8 @@ BABYAI_EXAMPLES = [
                  "You are carrying: nothing.")]),
 ]
 
-# Keyed by example set: the answer kinds, and tool environments by name (dataset_info's "icl").
+# Keyed by example set; which set a dataset uses is its spec's `examples` (dataset/__init__.py).
+# "tool" (none) is the fallback of a tool dataset without a set, as tree rows record it.
 EXAMPLES = {"gsm8k": GSM8K_EXAMPLES, "math": MATH_EXAMPLES, "babyai": BABYAI_EXAMPLES, "tool": []}
 
 

@@ -19,7 +19,8 @@ import os
 import re
 import sys
 
-from dataset import DataError
+from dataset import DataError, DatasetSpec, TreeDefaults, register
+from dataset.environment import ToolEnvironment
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,10 +57,9 @@ _GOAL = re.compile(r"Your task is to: ([^\"\n]*)")
 
 
 def dataset_info(name: str) -> dict:
-    """How the runner sets this dataset up (see dataset/__init__.py)."""
+    """How the runner sets this dataset up (dataset.dataset_info, for this module's names)."""
     _task_type_of(name)
-    return {"kind": "tool", "n_icl": 0, "setup": "dataset.alfworld:make_env", "tools_doc": TOOLS_DOC,
-            "preload": ("dataset.alfworld", "textworld", "alfworld.agents.environment.alfred_tw_env")}
+    return SPEC.info()
 
 
 def _task_type_of(dataset: str):
@@ -175,7 +175,7 @@ def _norm(name) -> str:
     return re.sub(r"([a-z])(\d)", r"\1 \2", s)
 
 
-class Env:
+class Env(ToolEnvironment):
     """One ALFWorld game. State is the engine's Python objects + fast-downward's C heap, both
     plain process memory, so os.fork branches an episode."""
 
@@ -278,3 +278,11 @@ class Env:
 
     def use(self, obj):
         self._act(f"use {_norm(obj)}", obj)
+
+
+SPEC = register(DatasetSpec(
+    family="alfworld", names=tuple(DATASETS), load_tasks=load_tasks, kind="tool",
+    n_icl=0, max_steps=30, tree=TreeDefaults(base=8, window_size=8, max_steps=30, max_sample_number=512),
+    setup="dataset.alfworld:make_env", tools_doc=TOOLS_DOC,
+    preload=("dataset.alfworld", "textworld", "alfworld.agents.environment.alfred_tw_env"),
+    task_types=("put", "examine", "clean", "cool", "heat", "puttwo")))  # the score tables' order (SPEC §7)

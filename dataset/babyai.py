@@ -27,7 +27,8 @@ import os
 import re
 from collections import deque
 
-from dataset import DataError
+from dataset import DataError, DatasetSpec, TreeDefaults, register
+from dataset.environment import ToolEnvironment
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # minigrid imports pygame, which greets on stdout
 
@@ -53,10 +54,9 @@ _VIEW_HEADER = "You see"
 
 
 def dataset_info(name: str) -> dict:
-    """How the runner sets this dataset up (see dataset/__init__.py)."""
+    """How the runner sets this dataset up (dataset.dataset_info, for this module's names)."""
     _levels_of(name)
-    return {"kind": "tool", "n_icl": 0, "setup": "dataset.babyai:make_env", "tools_doc": TOOLS_DOC,
-            "icl": "babyai", "preload": ("dataset.babyai", "minigrid")}
+    return SPEC.info()
 
 
 def _levels_of(dataset: str) -> list[str]:
@@ -125,7 +125,7 @@ def _steps(n: int) -> str:
     return f"{n} step{'s' if n != 1 else ''}"
 
 
-class Env:
+class Env(ToolEnvironment):
     """One BabyAI episode. Everything is plain Python/numpy state, so os.fork branches it."""
 
     def __init__(self, level: str, seed: int):
@@ -442,3 +442,10 @@ class Env:
 
     def toggle_and_go_through(self, door):
         self._through(f"toggle_and_go_through({door!r})", door, open_it=True)
+
+
+SPEC = register(DatasetSpec(
+    family="babyai", names=("babyai",), name_pattern="babyai_<level>", check_name=_levels_of,
+    load_tasks=load_tasks, kind="tool", examples="babyai",
+    n_icl=0, max_steps=30, tree=TreeDefaults(base=10, window_size=15, max_steps=30, max_sample_number=256),
+    setup="dataset.babyai:make_env", tools_doc=TOOLS_DOC, preload=("dataset.babyai", "minigrid")))

@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from dataset import DataError
+from dataset import DataError, DatasetSpec, TreeDefaults, register
 from densepolicy.scoring import extract_boxed, extract_gsm8k_target
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +28,7 @@ HUB = {
     "math": "EleutherAI/hendrycks_math (7 subject configs, concatenated alphabetically)",
     "math500": "HuggingFaceH4/MATH-500",
 }
+MATH_LEVELS = tuple(f"math_level{k}" for k in range(1, 6))  # MATH restricted to one difficulty level
 MATH_SUBJECTS = ["algebra", "counting_and_probability", "geometry", "intermediate_algebra",
                  "number_theory", "prealgebra", "precalculus"]
 
@@ -124,3 +125,14 @@ def load_tasks(dataset: str, split: str, data_dir: str | None = None) -> list[di
                 f"{path} (see SOURCE.md in the shared data folder), or set DATA_DIR / --data_dir")
         rows = [(f"hub {HUB[dataset]} row {i}", row) for i, row in enumerate(hub_rows)]
     return [_to_task(dataset, i, row, where) for i, (where, row) in enumerate(rows)]
+
+
+# Settings: SPEC §4 (evaluation) and §5 (trees).
+register(DatasetSpec(
+    family="gsm8k", names=("gsm8k",), load_tasks=load_tasks, kind="gsm8k", examples="gsm8k",
+    n_icl=8, max_turn=10, max_steps=30,
+    tree=TreeDefaults(base=10, window_size=16, max_steps=32, max_sample_number=256)))
+register(DatasetSpec(
+    family="math", names=("math", "math500", *MATH_LEVELS), load_tasks=load_tasks, kind="math",
+    examples="math", n_icl=1, max_turn=10, max_steps=30,
+    tree=TreeDefaults(base=10, window_size=8, max_steps=8, max_sample_number=512)))

@@ -8,7 +8,6 @@ from densepolicy.results import ResultFileError, iter_results, write_results
 
 MAX_TRIALS = (1, 4, 8, 10)
 RESULT_COLUMNS = ("index", "score")   # what merging and the score tables read from every row
-ALFWORLD_TYPES = ("put", "examine", "clean", "cool", "heat", "puttwo")
 
 
 def shard_files(data_dir: str | os.PathLike, pattern: str) -> list[Path]:
@@ -80,10 +79,12 @@ def max_trial_accuracy(rows: list[dict], trials=MAX_TRIALS) -> dict[int, float]:
 
 
 def alfworld_type_accuracy(rows: list[dict]) -> dict[str, float]:
+    """Share of tasks solved per ALFWorld task type (the types and their order: its dataset spec)."""
+    from dataset import spec
     by_type = {}
     for row in rows:
         by_type.setdefault(row.get("task_type"), []).append(float(row["score"]) > 0)
-    table = {t: 100.0 * sum(v) / len(v) for t in ALFWORLD_TYPES if (v := by_type.get(t))}
+    table = {t: 100.0 * sum(v) / len(v) for t in spec("alfworld").task_types if (v := by_type.get(t))}
     if table:
         table["mean"] = sum(table.values()) / len(table)
     return table

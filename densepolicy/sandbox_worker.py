@@ -30,7 +30,7 @@ import sys
 import traceback
 
 CFG = {}        # pool configuration, from argv
-ENV = None      # tool environment built by setup, if any
+ENV = None      # tool environment built by setup, if any: the contract is dataset/environment.py
 WORKDIR = None  # this episode's private working directory
 GLOBALS = {"__name__": "__main__", "__builtins__": builtins}  # the model's interpreter state
 EXIT_REFUSED = ("exit() / quit() / sys.exit() are not allowed here: the interpreter session "
@@ -317,7 +317,7 @@ def start_episode(job):
     os.environ.update(HOME=WORKDIR, TMPDIR=WORKDIR, PWD=WORKDIR)
     builtins.input = _refuse_input
     reply = {"ok": True, "observation": None}
-    if job.get("setup"):
+    if job.get("setup"):  # "module:function" -> a dataset.environment.ToolEnvironment
         try:
             mod_name, _, fn_name = job["setup"].partition(":")
             import importlib

@@ -161,6 +161,8 @@ def test_observations_and_invalid_actions():
     assert set(env.tools) == {"goto", "take", "put", "open", "close", "toggle", "clean", "cool",
                               "heat", "inventory", "examine", "use"}
     assert env.status() == {"success": False, "done": False}
+    from dataset.environment import ToolEnvironment
+    assert isinstance(env, ToolEnvironment)
 
     out = run_code(env, "goto('spaceship 1')")
     assert out.startswith("This action is not valid: go to spaceship 1.")

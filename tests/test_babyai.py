@@ -68,6 +68,8 @@ def test_splits_disjoint_and_deterministic():
     assert [t["input"] for t in one] == [t["input"] for t in test if t["level"] == "GoToLocal"]
     env = make_env(one[0])                      # same seed -> same level and mission
     assert env.mission == one[0]["input"] and make_env(one[0]).initial_observation == env.initial_observation
+    from dataset.environment import ToolEnvironment
+    assert isinstance(env, ToolEnvironment)
 
 
 # ---- the oracle: BabyAIBot's primitive plan, through our text tools ----
