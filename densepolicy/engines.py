@@ -7,8 +7,9 @@
                         wrong distribution name.
     transformers  the fallback: `transformers serve` from the main environment.
 
-Every other program (distributed_test.sh, the Ray workers, the tests, the benchmarks) takes its
-server command from `server_command`, so users, tests and benchmarks serve identically.
+Every other program (the launcher of distributed_test.sh, the Ray workers, the tests, the
+benchmarks) takes its server command from `server_command` (or a run's `ServerSpec`), so users,
+tests and benchmarks serve identically.
 
     python -m densepolicy.engines command --engine vllm --model_path DIR --model NAME --port 8000 \
         --gpu 0 --num_gpus 0 --log_dir logs/run_0
@@ -95,6 +96,23 @@ def server_command(engine: str, model_path: str, model: str, port: int, gpu: str
     cache = Path(log_dir) / "hf_cache"  # transformers serve writes a hub cache for local paths too
     return (f"CUDA_VISIBLE_DEVICES={gpu} HF_HUB_CACHE={q(str(cache))} {q(cli)} serve {TRANSFORMERS_ARGS} "
             f"--device {device} {where} {q(model_path)}")
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What every server of one run shares; `command(gpu, port)` is one server's command line."""
+    engine: str
+    model_path: str
+    model: str
+    num_gpus: int
+    log_dir: str = "logs"
+
+    def command(self, gpu: str, port: int | str) -> str:
+        return server_command(self.engine, self.model_path, self.model, port, gpu, self.num_gpus, self.log_dir)
+
+    @property
+    def served_name(self) -> str:
+        return served_name(self.engine, self.model, self.model_path)
 
 
 def healthy(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> bool:
