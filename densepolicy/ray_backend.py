@@ -2,8 +2,8 @@
 Ray cluster, with tasks handed out dynamically instead of in static contiguous shards.
 
 One `Worker` actor per GPU (`num_gpus=1`; on a CPU-only cluster, RAY_WORKERS actors of
-RAY_WORKER_CPUS CPUs) starts its own OpenAI-compatible server under a `Supervisor` (the launcher's
-own command line, with the GPU and port filled in) and runs tasks with the same per-task code as
+RAY_WORKER_CPUS CPUs) starts its own OpenAI-compatible server under a `Supervisor` (the command
+line of the run's server spec for its GPU and port) and runs tasks with the same per-task code as
 an agent process (`runner.solve_task`). The driver keeps a shared queue and gives a worker its next
 task as soon as one of its slots frees up, so a slow task never holds back the others; every
 finished row comes back to the driver and is written at once by the one results writer, into
@@ -45,14 +45,24 @@ class ServerLost(RuntimeError):
     """A worker's model server died and could not be restarted."""
 
 
+@dataclass(frozen=True)
+class CommandTemplate:
+    """A server spec given as one command line with {gpu} and {port} left open (--server_command,
+    what the launcher passes: the line of its engines.ServerSpec). Either has `command(gpu, port)`."""
+    template: str
+
+    def command(self, gpu: str, port: int) -> str:
+        return self.template.replace("{gpu}", gpu).replace("{port}", str(port))
+
+
 class Worker:
     """A Ray actor: one model server (supervised) and one agent context running handed-out tasks."""
 
-    def __init__(self, worker_id: int, agent_name: str, args, server_command: str, port_base: int,
+    def __init__(self, worker_id: int, agent_name: str, args, server, port_base: int,
                  log_dir: str, max_restarts: int, start_timeout: float):
         self.id, self.args = worker_id, args
         self.agent = importlib.import_module(f"agents.{agent_name}")
-        self.template, self.port_base, self.log_dir = server_command, port_base, Path(log_dir)
+        self.server, self.port_base, self.log_dir = server, port_base, Path(log_dir)
         self.max_restarts, self.start_timeout = max_restarts, start_timeout
         self.supervisor = self.watcher = self.ctx = self._context = None
 
@@ -61,8 +71,7 @@ class Worker:
         # GPU g serves on PORT_BASE+g, as with the tmux launcher; CPU workers go by worker id.
         gpu = str(gpus[0]) if gpus else ""
         port = self.port_base + (int(gpus[0]) if gpus else self.id)
-        command = self.template.replace("{gpu}", gpu).replace("{port}", str(port))
-        self.supervisor = Supervisor(command, port, self.log_dir / f"server_{self.id}.log",
+        self.supervisor = Supervisor(self.server.command(gpu, port), port, self.log_dir / f"server_{self.id}.log",
                                      max_restarts=self.max_restarts, start_timeout=self.start_timeout)
         await self.supervisor.start()
         self.watcher = asyncio.ensure_future(self.supervisor.watch())
@@ -191,6 +200,8 @@ def _stop_on_signals():
 
 
 def run(cfg, agent, args) -> int:
+    """The run `cfg` (main's flags) asks for; `cfg.server` has `command(gpu, port)`: an
+    engines.ServerSpec, or the CommandTemplate of --server_command."""
     tasks, out_dir, done = runner.load_run(agent, args)
     pending = [t for t in tasks if t["index"] not in done]
     split = args.split or agent.DEFAULT_SPLIT
@@ -211,7 +222,7 @@ def run(cfg, agent, args) -> int:
     slots = cfg.slots * args.concurrency
     actor = ray.remote(Worker).options(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
                                        max_concurrency=slots + 4, max_restarts=0)
-    workers = {i: actor.remote(i, cfg.agent, args, cfg.server_command, cfg.port_base, cfg.log_dir,
+    workers = {i: actor.remote(i, cfg.agent, args, cfg.server, cfg.port_base, cfg.log_dir,
                                cfg.max_restarts, cfg.start_timeout) for i in range(cfg.workers)}
     try:
         up = {}
@@ -307,6 +318,7 @@ def main(argv=None) -> int:
     if not cfg.agent or not cfg.server_command or cfg.workers < 1:
         p.error("--agent, --server_command and --workers >= 1 are needed")
     cfg.log_dir = str(Path(cfg.log_dir).resolve())
+    cfg.server = CommandTemplate(cfg.server_command)
     agent = importlib.import_module(f"agents.{cfg.agent}")
     args = runner.parse_args(agent, agent_argv)
     try:
