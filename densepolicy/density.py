@@ -406,7 +406,10 @@ class Study:
         return out
 
     # ---------------------------------------------------------------------- evaluation
-    def launcher(self, model, dataset, eval_root, dry_run=False):
+    def launcher(self, model, dataset, eval_root):
+        """The launcher's configuration for one evaluation, as distributed_test.sh builds it: its
+        per-dataset defaults, then the study's eval_args (which win), WAIT=1."""
+        from densepolicy import launch
         env = {**os.environ, "WAIT": "1", "PORT_BASE": str(self.port_base),
                "AGENT_ARGS": f"{self.eval_args} --output_root {shlex.quote(str(eval_root))}".strip()}
         env.setdefault("LOG_DIR", str(self.logs / "launcher"))
@@ -416,39 +419,20 @@ class Study:
             env.pop("TASK_LIMIT", None)
         if self.num_gpus is not None:
             env["NUM_GPUS"] = str(self.num_gpus)
-        if dry_run:
-            env["DRY_RUN"] = "1"
-        return ["bash", ROOT / "distributed_test.sh", model, dataset, "codeact_agent",
-                str(self.eval_procs), str(self.start_id)], env
-
-    def eval_target(self, model, dataset, eval_root):
-        """(result directory, task indices, max_turn) the launcher's agent will use: read from
-        its own dry run, so the launcher's per-dataset defaults and AGENT_ARGS count exactly."""
-        from agents import codeact_agent, runner
-        from dataset import DataError, load_tasks
-        from densepolicy.results import run_dir
-        argv, env = self.launcher(model, dataset, eval_root, dry_run=True)
-        r = subprocess.run([str(a) for a in argv], cwd=ROOT, env=env, capture_output=True, text=True)
-        line = next((x for x in r.stdout.splitlines() if x.startswith(("[agent ", "[driver "))), None)
-        if r.returncode != 0 or line is None:
-            raise StageError(f"evaluate {dataset}", "", f"the launcher's dry run failed: "
-                             f"{(r.stderr or r.stdout).strip().splitlines()[-1:] or ['no agent line']}")
-        words = shlex.split(line.split("] ", 1)[1])
-        words = words[words.index("--") + 1:] if "--" in words else words[3:]
-        p = runner.common_parser("")
-        codeact_agent.add_args(p)
-        args, _ = p.parse_known_args(words)
-        data_dir = args.data_dir or os.environ.get("DATA_DIR")
-        if not data_dir and (ROOT.parent / "shared" / "data").is_dir():  # the launcher's default
-            data_dir = str(ROOT.parent / "shared" / "data")
         try:
-            tasks = load_tasks(dataset, args.split or codeact_agent.DEFAULT_SPLIT, data_dir)
-        except DataError as e:
-            raise StageError(f"evaluate {dataset}", "", str(e)) from None
-        if args.task_limit is not None:
-            tasks = tasks[:args.task_limit]
-        return (run_dir(args.output_root, codeact_agent.NAME, args.model, codeact_agent.run_name(args)),
-                [t["index"] for t in tasks], args.max_turn)
+            return launch.configure([model, dataset, "codeact_agent", self.eval_procs, self.start_id], env)
+        except launch.LaunchError as e:
+            raise StageError(f"evaluate {dataset}", "", f"the launcher refused the run: {e}") from None
+
+    def eval_target(self, config):
+        """(result directory, task indices, max_turn) of the launcher's agents for `config`."""
+        from dataset import DataError
+        from densepolicy import launch
+        run_plan = launch.plan(config)
+        try:
+            return run_plan.result_dir(), run_plan.task_indices(), run_plan.max_turn
+        except (DataError, launch.LaunchError) as e:
+            raise StageError(f"evaluate {config.dataset}", "", str(e)) from None
 
     @staticmethod
     def eval_rows(directory, dataset) -> dict:
@@ -456,9 +440,11 @@ class Study:
         return finished_rows(directory, dataset) if Path(directory).is_dir() else {}
 
     def evaluate(self, label, model, dataset, eval_root) -> dict:
+        from densepolicy import launch
         stage = f"evaluate {dataset}"
         try:
-            directory, indices, max_turn = self.eval_target(model, dataset, eval_root)
+            config = self.launcher(model, dataset, eval_root)
+            directory, indices, max_turn = self.eval_target(config)
         except StageError as e:
             raise StageError(stage, label, e.reason) from None
         rows = self.eval_rows(directory, dataset)
@@ -467,15 +453,17 @@ class Study:
             self.stage_line(stage, label, f"skipped, {len(indices)} tasks done in {self._path(directory)}")
         else:
             self.stage_line(stage, label, f"{len(missing)} of {len(indices)} test tasks -> {self._path(directory)}")
-            argv, env = self.launcher(model, dataset, eval_root)
             t0 = time.monotonic()
-            try:
-                self.run_command(stage, label, argv, env)
+            try:  # the configuration just planned, run in a process of its own (its output: the log)
+                self.run_command(stage, label, [sys.executable, "-m", "densepolicy.launch", "--config",
+                                                config.to_json()])
             except BaseException:
                 # A launcher that died (or was interrupted) may leave its sessions running: end
-                # exactly those it listed in its manifest, as `distributed_test.sh stop` does.
-                subprocess.run(["bash", str(ROOT / "distributed_test.sh"), "stop", str(self.start_id)],
-                               cwd=ROOT, env=env, capture_output=True)
+                # exactly those it listed in its manifest.
+                try:
+                    launch.stop(config.log_root, str(config.start_id), report=lambda _: None)
+                except launch.LaunchError:  # no manifest: nothing was started
+                    pass
                 raise
             rows = self.eval_rows(directory, dataset)
             missing = [i for i in indices if i not in rows]
