@@ -187,7 +187,8 @@ class Config:
         return cls(model=model, dataset=dataset, agent=agent, procs=int(procs), start_id=int(start_id),
                    serve_only=serve_only, launcher=launcher, engine=engine, num_gpus=int(num_gpus),
                    port_base=int(port_base), default_args=defaults[agent, family],
-                   agent_args=environ.get("AGENT_ARGS", ""), task_limit=int(task_limit) if task_limit else None,
+                   agent_args=environ.get("AGENT_ARGS", ""),
+                   task_limit=int(task_limit) if task_limit else None,
                    data_dir=data_dir, log_root=log_root(environ, root), python=python, root=root,
                    script=script, wait=wait, dry_run=dry_run, start_timeout=int(start_timeout),
                    max_restarts=int(max_restarts), ray_address=env("RAY_ADDRESS"),
@@ -295,7 +296,8 @@ class RunPlan:
     def lines(self) -> list[str]:
         """What DRY_RUN=1 prints."""
         if self.ray_server is not None:
-            return [f"[server ray worker] {self.ray_server}", f"[driver {self.agents[0].session}] {self.agents[0].command}"]
+            driver = self.agents[0]
+            return [f"[server ray worker] {self.ray_server}", f"[driver {driver.session}] {driver.command}"]
         return ([f"[server {s.session}] {s.command}" for s in self.servers]
                 + [f"[agent {a.session}] {a.command}" for a in self.agents])
 
@@ -324,7 +326,8 @@ def plan(config: Config, model_path: str | None = None) -> RunPlan:
     served = server.served_name
     python = q(c.python)
     # Per-dataset settings first, then AGENT_ARGS, so the user's flags win (spacing as it always was).
-    tail = f"{f'--task_limit {c.task_limit}' if c.task_limit is not None else ''} {c.default_args} {c.agent_args}"
+    limit = f"--task_limit {c.task_limit}" if c.task_limit is not None else ""
+    tail = f"{limit} {c.default_args} {c.agent_args}"
     logged = dict(agent=c.agent, data_dir=c.data_dir)
     if c.launcher == "ray":
         workers = c.num_gpus if c.num_gpus > 0 else c.ray_workers
@@ -333,7 +336,8 @@ def plan(config: Config, model_path: str | None = None) -> RunPlan:
         command = (f"{python} -m densepolicy.ray_backend --agent {c.agent} --workers {workers}"
                    f" --gpus_per_worker {1 if c.num_gpus > 0 else 0} --cpus_per_worker {c.ray_worker_cpus}"
                    f" --slots {c.procs} --port_base {c.port_base} --max_restarts {c.max_restarts}"
-                   f" --start_timeout {c.start_timeout} --log_dir {q(c.run_logs)} --server_command {q(template)}"
+                   f" --start_timeout {c.start_timeout} --log_dir {q(c.run_logs)}"
+                   f" --server_command {q(template)}"
                    f" -- {flags}")
         driver = AgentPlan(f"dp_{c.start_id}", command, flags=flags, log=f"{c.run_logs}/driver.log",
                            status=f"{c.run_logs}/driver.status", **logged)
@@ -345,8 +349,9 @@ def plan(config: Config, model_path: str | None = None) -> RunPlan:
     for s in servers if not c.serve_only else ():
         for p in range(c.procs):
             shard = s.gpu * c.procs + p
-            flags = (f"--model {q(c.model)} --served_model {q(served)} --base_url http://127.0.0.1:{s.port}/v1"
-                     f" --dataset {c.dataset} --num_shards {total} --shard_id {shard} {tail}")
+            flags = (f"--model {q(c.model)} --served_model {q(served)}"
+                     f" --base_url http://127.0.0.1:{s.port}/v1 --dataset {c.dataset}"
+                     f" --num_shards {total} --shard_id {shard} {tail}")
             agents.append(AgentPlan(f"dp_{c.start_id + shard}", f"{python} -m agents.{c.agent} {flags}",
                                     flags=flags, log=f"{c.run_logs}/agent_{shard}.log",
                                     status=f"{c.run_logs}/agent_{shard}.status", shard_id=shard,
@@ -356,7 +361,8 @@ def plan(config: Config, model_path: str | None = None) -> RunPlan:
 
 # ------------------------------------------------------------------------------- tmux sessions
 def tmux(*args: str) -> bool:
-    return subprocess.run(["tmux", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.run(["tmux", *args], **quiet).returncode == 0
 
 
 def has_session(name: str) -> bool:
@@ -455,7 +461,8 @@ class TmuxLauncher:
             if has_session(server.session) and _read(marker) == serving:
                 say(f"reusing server {server.session} on port {server.port}")
                 return
-            raise LaunchError(f"port {server.port} is already serving something else; stop it or set PORT_BASE")
+            raise LaunchError(f"port {server.port} is already serving something else; "
+                              "stop it or set PORT_BASE")
         kill_session(server.session)
         os.makedirs(self.servers_dir, exist_ok=True)
         os.makedirs(f"{c.run_logs}/hf_cache", exist_ok=True)
@@ -478,7 +485,8 @@ class TmuxLauncher:
                 raise LaunchError(f"server {server.session} exited before answering on port {server.port} "
                                   f"(log: {log})")
             if waited >= self.config.start_timeout:
-                raise LaunchError(f"server on port {server.port} not healthy after {self.config.start_timeout}s")
+                raise LaunchError(f"server on port {server.port} not healthy after "
+                                  f"{self.config.start_timeout}s")
             time.sleep(WAIT_POLL)
             waited += WAIT_POLL
         say(f"server on port {server.port} is up")
