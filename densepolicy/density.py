@@ -47,7 +47,8 @@ from densepolicy.results import AtomicFile, ResultFileError, finished_rows, iter
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ("fraction", "pairs_per_task")
 RESULT_COLUMNS = ["dataset", "density", "pairs_per_task", "tasks_planned", "tasks", "pairs",
-                  "train_records", "train_loss", "eval_tasks", "solved", "accuracy"]
+                  "train_records", "train_loss", "eval_tasks", "solved", "accuracy", "episodes",
+                  "ci_low", "ci_high", "p_vs_base"]
 
 
 class StudyError(ValueError):
@@ -475,7 +476,7 @@ class Study:
         acc = max_trial_accuracy(done, (max_turn,))[max_turn]
         solved = sum(float(r["score"]) > 0 and (not isinstance(r.get("turns"), int) or r["turns"] <= max_turn)
                      for r in done)
-        return {"eval_tasks": len(done), "solved": solved, "accuracy": acc}
+        return {"eval_tasks": len(done), "solved": solved, "accuracy": acc, "run_dir": directory}
 
     # -------------------------------------------------------------------------- report
     def set_stats(self, plan: DensityPlan, merged: Path) -> dict:
@@ -543,7 +544,24 @@ class Study:
             rows.append({"dataset": ds, "density": "base", **res})
         rows.sort(key=lambda r: (self.datasets.index(r["dataset"]),
                                  -1 if r["density"] == "base" else r["density"]))
+        add_intervals(rows)
         return rows, self.report(rows)
+
+
+def add_intervals(rows):
+    """Each row's 95% interval over its episodes and, for a trained model, the paired test against
+    the base model on the same test tasks (McNemar greedy, paired bootstrap sampled; report.py)."""
+    from densepolicy.report import compare_runs
+    base = {r["dataset"]: r for r in rows if r["density"] == "base"}
+    for r in rows:
+        b = base.get(r["dataset"])
+        if b is None:
+            continue
+        c = compare_runs(b["run_dir"], r["run_dir"], r["dataset"])
+        r["episodes"] = c["episodes"]
+        r["ci_low"], r["ci_high"] = (100 * x for x in c["base_ci" if r is b else "trained_ci"])
+        if r is not b:
+            r["p_vs_base"] = c["p_value"]
 
 
 def _rmtree(path):
@@ -566,8 +584,10 @@ def _cell(row, key):
     v = row.get(key)
     if v is None or v == "":
         return ""
-    if key == "accuracy":
+    if key in ("accuracy", "ci_low", "ci_high"):
         return f"{v:.1f}"
+    if key == "p_vs_base":
+        return f"{v:.3g}"
     if key == "pairs_per_task":
         return f"{v:.2f}"
     if key == "train_loss":
@@ -591,7 +611,7 @@ def table_csv(rows) -> str:
 def table_md(rows, study) -> str:
     unit = "fraction of the densest set" if study.unit == "fraction" else "pairs per task"
     head = ["dataset", f"density ({unit})", "pairs/task", "tasks (planned)", "pairs",
-            "train records", "train loss", "test tasks", "accuracy %"]
+            "train records", "train loss", "test tasks", "episodes", "accuracy % (95% CI)", "p vs base"]
     lines = [f"Density study: {study.model}, "
              + ", ".join(f"{ds} {p} pairs per training set" for ds, p in study.resolved_pairs.items())
              + f"; {study.treedpo_config} {study.train_args}".rstrip(), "",
@@ -601,8 +621,17 @@ def table_md(rows, study) -> str:
         lines.append("| " + " | ".join([
             r["dataset"], "base model" if r["density"] == "base" else _cell(r, "density"),
             _cell(r, "pairs_per_task"), tasks, _cell(r, "pairs"), _cell(r, "train_records"),
-            _cell(r, "train_loss"), _cell(r, "eval_tasks"), _cell(r, "accuracy")]) + " |")
+            _cell(r, "train_loss"), _cell(r, "eval_tasks"), _cell(r, "episodes"),
+            f"{_cell(r, 'accuracy')} [{_cell(r, 'ci_low')}, {_cell(r, 'ci_high')}]" if r.get("ci_low") is not None
+            else _cell(r, "accuracy"), _cell(r, "p_vs_base")]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _error_bars(pts):
+    """matplotlib's [[below], [above]] from each row's interval (none: no bar)."""
+    if any(r.get("ci_low") is None for r in pts):
+        return None
+    return [[r["accuracy"] - r["ci_low"] for r in pts], [r["ci_high"] - r["accuracy"] for r in pts]]
 
 
 def plot(rows, path, study):
@@ -617,8 +646,9 @@ def plot(rows, path, study):
         color = colors[i % len(colors)]
         pts = sorted((r for r in rows if r["dataset"] == ds and r["density"] != "base"),
                      key=lambda r: r["density"])
-        ax.plot([r["density"] for r in pts], [r["accuracy"] for r in pts], "o-", color=color,
-                lw=2, ms=7, label=f"{ds}: trained on {study.resolved_pairs[ds]} pairs")
+        ax.errorbar([r["density"] for r in pts], [r["accuracy"] for r in pts],
+                    yerr=_error_bars(pts), fmt="o-", color=color, lw=2, ms=7, capsize=4,
+                    label=f"{ds}: trained on {study.resolved_pairs[ds]} pairs (95% CI)")
         for r in pts:
             text = f"{r['tasks']} tasks"
             if r["tasks"] != r["tasks_planned"]:
@@ -627,8 +657,11 @@ def plot(rows, path, study):
                         xytext=(0, 9), ha="center", va="bottom", fontsize=8, color=color)
         base = [r for r in rows if r["dataset"] == ds and r["density"] == "base"]
         if base:
-            ax.axhline(base[0]["accuracy"], color=color, ls="--", lw=1.3,
-                       label=f"{ds}: base model ({base[0]['accuracy']:.1f}%)")
+            b = base[0]
+            ax.axhline(b["accuracy"], color=color, ls="--", lw=1.3,
+                       label=f"{ds}: base model ({b['accuracy']:.1f}%)")
+            if b.get("ci_low") is not None:
+                ax.axhspan(b["ci_low"], b["ci_high"], color=color, alpha=0.08, lw=0)
     if len(densities) > 1 and densities[-1] / densities[0] >= 4:
         ax.set_xscale("log", base=2)
     ax.set_xticks(densities, [f"{d:g}" for d in densities])
@@ -640,7 +673,8 @@ def plot(rows, path, study):
         ax.set_xlim(densities[0] / 1.5, densities[0] * 1.5)
     else:
         ax.set_xlim(densities[0] / 1.3, densities[-1] * 1.3)
-    accs = [r["accuracy"] for r in rows]
+    accs = [r["accuracy"] for r in rows] + [r[k] for r in rows for k in ("ci_low", "ci_high")
+                                            if r.get(k) is not None]
     lo, hi = max(0.0, min(accs) - 10), min(100.0, max(max(accs) + 10, 10.0))
     ax.set_ylim(lo - 0.03 * (hi - lo), hi + 0.03 * (hi - lo))  # room for markers at the ends
     ax.set_yticks([t for t in ax.get_yticks() if lo <= t <= hi])
@@ -648,9 +682,9 @@ def plot(rows, path, study):
                                             if study.unit == "fraction" else "pairs per task")
                   + "\n(same pairs per training set; tasks = pairs / pairs per task)")
     ax.set_ylabel("test accuracy (%)")
-    n = sorted({r["eval_tasks"] for r in rows})
+    n = sorted({r.get("episodes") or r["eval_tasks"] for r in rows})
     ax.set_title(f"Denser trees vs more tasks: {Path(study.model).name}, "
-                 f"{'/'.join(map(str, n))} test tasks", fontsize=11)
+                 f"{'/'.join(map(str, n))} test episodes", fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()

@@ -69,6 +69,15 @@ def train_loss(path) -> float:
         raise ValueError(f"{path}: not LLaMA-Factory's train_results.json (no train_loss: {e})") from None
 
 
+def compare_runs(base_dir, trained_dir, dataset) -> dict:
+    """The paired comparison that fits the runs: McNemar for one episode per task, the paired
+    bootstrap over tasks for several (the density study evaluates either way)."""
+    episodes = {len(v) for d in (base_dir, trained_dir) for v in sampled_outcomes(d, dataset).values()}
+    if episodes == {1}:
+        return greedy_summary(base_dir, trained_dir, dataset)
+    return sampled_summary(base_dir, trained_dir, dataset)
+
+
 def table(summary: dict) -> str:
     def pct(x):
         return f"{100 * x:.1f}%"
