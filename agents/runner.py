@@ -205,10 +205,6 @@ def parse_args(agent, argv=None) -> argparse.Namespace:
 
 def main(agent, argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "--print_run_name" in argv:  # `--print_run_name FLAGS...`: the result directory's name only
-        argv = [a for a in argv if a != "--print_run_name"]
-        print(agent.run_name(parse_args(agent, ["--model", "-", "--dataset", "gsm8k", *argv])))
-        return 0
     if "--print_run_dir" in argv:  # `--print_run_dir --model M [--output_root R] FLAGS...`: where rows go
         argv = [a for a in argv if a != "--print_run_dir"]
         args = parse_args(agent, ["--dataset", "gsm8k", *argv])

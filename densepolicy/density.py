@@ -43,6 +43,8 @@ from pathlib import Path
 from densepolicy import lf_export, pair_selection
 from densepolicy import pairs as pairs_lib
 from densepolicy.results import AtomicFile, ResultFileError, finished_rows, iter_results
+from densepolicy.report import compare_runs
+from densepolicy.report import train_loss as recorded_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ("fraction", "pairs_per_task")
@@ -551,7 +553,6 @@ class Study:
 def add_intervals(rows):
     """Each row's 95% interval over its episodes and, for a trained model, the paired test against
     the base model on the same test tasks (McNemar greedy, paired bootstrap sampled; report.py)."""
-    from densepolicy.report import compare_runs
     base = {r["dataset"]: r for r in rows if r["density"] == "base"}
     for r in rows:
         b = base.get(r["dataset"])
@@ -570,9 +571,10 @@ def _rmtree(path):
 
 
 def train_loss(trained: Path):
+    """The training loss LLaMA-Factory recorded in a trained directory (None: not recorded)."""
     try:
-        return json.loads((Path(trained) / "train_results.json").read_text())["train_loss"]
-    except (OSError, KeyError, json.JSONDecodeError):
+        return recorded_loss(Path(trained) / "train_results.json")
+    except (OSError, ValueError):
         return None
 
 

@@ -50,7 +50,11 @@ def greedy_summary(base_dir, trained_dir, dataset) -> dict:
 
 
 def sampled_summary(base_dir, trained_dir, dataset) -> dict:
-    base, trained = sampled_outcomes(base_dir, dataset), sampled_outcomes(trained_dir, dataset)
+    return sampled_comparison(sampled_outcomes(base_dir, dataset), sampled_outcomes(trained_dir, dataset))
+
+
+def sampled_comparison(base: dict, trained: dict) -> dict:
+    """Accuracy over episodes, Wilson intervals, paired bootstrap over the shared tasks."""
     tasks = sorted(set(base) & set(trained))
     if not tasks:
         raise ValueError("the two models share no task")
@@ -72,10 +76,10 @@ def train_loss(path) -> float:
 def compare_runs(base_dir, trained_dir, dataset) -> dict:
     """The paired comparison that fits the runs: McNemar for one episode per task, the paired
     bootstrap over tasks for several (the density study evaluates either way)."""
-    episodes = {len(v) for d in (base_dir, trained_dir) for v in sampled_outcomes(d, dataset).values()}
-    if episodes == {1}:
-        return greedy_summary(base_dir, trained_dir, dataset)
-    return sampled_summary(base_dir, trained_dir, dataset)
+    base, trained = sampled_outcomes(base_dir, dataset), sampled_outcomes(trained_dir, dataset)
+    if {len(v) for d in (base, trained) for v in d.values()} == {1}:
+        return compare({t: v[0] for t, v in base.items()}, {t: v[0] for t, v in trained.items()}).as_dict()
+    return sampled_comparison(base, trained)
 
 
 def table(summary: dict) -> str:
