@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from densepolicy.sandbox import SandboxPool
+from densepolicy.sandbox import PROJECT_ROOT, SandboxPool
 
 ENV = "tests.sandbox_env_fixture:make"
 
@@ -110,7 +110,7 @@ def _host_listener():
 
 def test_hostile_code_leaves_host_untouched():
     tag = uuid.uuid4().hex
-    host_files = [f"/work/main/x_{tag}", f"/tmp/x_{tag}", f"/var/tmp/x_{tag}", f"/dev/shm/x_{tag}"]
+    host_files = [f"{PROJECT_ROOT}/x_{tag}", f"/tmp/x_{tag}", f"/var/tmp/x_{tag}", f"/dev/shm/x_{tag}"]
     lst = _host_listener()
     port = lst.getsockname()[1]
     hostile = {
@@ -145,7 +145,7 @@ def test_hostile_code_leaves_host_untouched():
                 if name == "tcp to host":
                     assert "unreachable" in r.output or "refused" in r.output, r.output
                 if name == "write outside":
-                    assert r.output.count("ermission denied") == 1, r.output  # /work/main
+                    assert r.output.count("ermission denied") == 1, r.output  # the project, read-only
                 # The same episode still works, from the hostile step's result and its parent;
                 # a flood left behind by the hostile step may be reported once, then stopped.
                 for state in (s2, s):
@@ -271,7 +271,7 @@ def test_readable_data_dirs_under_tmp_stay_visible(tmp_path):
 
 # ---- hardening (issue 14): secrets, lifetime, file quota, floods, file view ----
 
-from densepolicy.sandbox import PROJECT_ROOT, _can_isolate  # noqa: E402
+from densepolicy.sandbox import _can_isolate  # noqa: E402
 from densepolicy.sandbox_worker import EPISODE_FILES_BYTES  # noqa: E402
 
 # A grandchild that leaves the step's process group and session (setsid, double fork) and
