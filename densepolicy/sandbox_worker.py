@@ -50,6 +50,7 @@ ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "local
              "nsswitch.conf", "passwd", "group", "hosts", "mime.types")  # nothing host-specific
 DEV_NODES = ("null", "zero", "full", "random", "urandom")
 SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # the writable places, all one tmpfs
+_NEEDED = []    # what the isolated root holds (_needed_paths), kept for the episodes' own mounts
 # The new root itself: root-owned and tiny, so episode uids cannot write there and a bug cannot
 # fill memory; left writable so a write outside the scratch space fails as "Permission denied".
 ROOT_TMPFS = "size=1m,mode=755"
@@ -268,8 +269,10 @@ def _bind(fd, dst, readonly=True):
 
 
 def _readable_in_scratch():
-    return [p for p in (os.path.normpath(p) for p in CFG.get("readable", ()))
-            if any(_under(p, d) for d in SCRATCH)]
+    """What an episode's private /tmp would hide: data directories, and the interpreter and the
+    project themselves when they live under /tmp (a checkout in /tmp)."""
+    named = [os.path.normpath(p) for p in CFG.get("readable", ())] + _NEEDED
+    return sorted({p for p in named if any(_under(p, d) for d in SCRATCH)})
 
 
 def _private_scratch():
@@ -347,7 +350,9 @@ def _needed_paths():
              os.path.dirname(os.path.realpath(sys.executable))] + sys.path + _project_packages()
     if CFG["isolate"]:
         paths += [d for d in SYSTEM_DIRS if not os.path.islink(d)]
-    paths = {os.path.realpath(p) for p in paths if p and os.path.isdir(p)}
+    # Each also at the path it is named by, when that runs through a symbolic link (a checkout
+    # whose .venv links elsewhere): the interpreter finds its libraries through sys.prefix.
+    paths = {q for p in paths if p and os.path.isdir(p) for q in (os.path.realpath(p), os.path.abspath(p))}
     # Data directories keep the path they were named by: task files are named through it, even
     # when it runs through a symbolic link that the private /tmp would hide.
     paths = sorted(paths | {os.path.normpath(p) for p in CFG.get("readable", ())})
@@ -377,7 +382,8 @@ def _new_root():
     needs (_needed_paths, SYSTEM_DIRS, ETC_FILES, DEV_NODES), a /proc that shows each uid only
     its own processes, and empty SCRATCH mount points for the episodes' own tmpfs. Then enter it.
     Nothing else of the host's filesystem can be named from inside."""
-    srcs = {p: os.open(p, os.O_PATH) for p in _needed_paths()}
+    _NEEDED[:] = _needed_paths()
+    srcs = {p: os.open(p, os.O_PATH) for p in _NEEDED}
     for name in ETC_FILES:
         if os.path.exists("/etc/" + name):
             srcs["/etc/" + name] = os.open("/etc/" + name, os.O_PATH)
