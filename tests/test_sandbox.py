@@ -1,9 +1,13 @@
 """Tests of densepolicy.sandbox with real processes (no mocks). Coroutines run via asyncio.run."""
 import asyncio
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -267,6 +271,31 @@ def test_readable_data_dirs_under_tmp_stay_visible(tmp_path):
     seen, written = asyncio.run(go())
     assert seen.output == "the game\n"
     assert "Error" in written.output and not (tmp_path / "real" / "x").exists()
+
+
+def test_a_checkout_under_tmp_with_a_linked_venv_stays_isolated(tmp_path):
+    """A checkout in /tmp (a worktree, say) whose .venv links to another one: the episodes still
+    see the project's packages and the interpreter's libraries, by the paths they are named by."""
+    for package in ("densepolicy", "dataset", "agents"):
+        shutil.copytree(PROJECT_ROOT / package, tmp_path / package)
+    venv = Path(sys.prefix)
+    (tmp_path / ".venv").symlink_to(venv)
+    python = tmp_path / ".venv" / "bin" / Path(sys.executable).name
+    code = ("import asyncio, densepolicy\n"
+            "from densepolicy.sandbox import SandboxPool, PROJECT_ROOT\n"
+            "async def main():\n"
+            "    async with SandboxPool(preload=('minigrid',)) as pool:\n"
+            "        root, _ = await pool.new_episode()\n"
+            "        _, r = await pool.run(root, 'import minigrid, densepolicy, sys; print(densepolicy.__file__, sys.prefix)')\n"
+            "        print(pool.isolated, pool.drop_privileges, PROJECT_ROOT, r.output)\n"
+            "asyncio.run(main())\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([str(python), "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    want = "True True" if _can_isolate() else "False"
+    assert r.stdout.startswith(want) and "warning" not in r.stderr, (r.stdout, r.stderr)
+    assert f" {tmp_path} {tmp_path}/densepolicy/__init__.py {tmp_path}/.venv\n" in r.stdout, r.stdout
 
 
 # ---- hardening (issue 14): secrets, lifetime, file quota, floods, file view ----
