@@ -9,7 +9,7 @@ evaluated with the plain CodeAct agent through distributed_test.sh on the same t
 base model; then OUT/density_results.csv, .md and density.png. A density is a fraction of the
 densest set the trees allow (1.0: the fewest tasks that hold the pairs; 0.5: twice the tasks,
 half the pairs each), or pairs per task with --density_unit pairs_per_task; see
-densepolicy/density.py. Each stage is skipped when its output exists, so rerunning the same
+pipeline/density.py. Each stage is skipped when its output exists, so rerunning the same
 command resumes an interrupted study.
 
 Input: the *.pairs.csv files that `post_process_training_data.py --process_result` wrote under
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from densepolicy import pairs as pairs_lib
-from densepolicy.density import StageError, Study, StudyError, parse_densities, parse_total_pairs
+from pipeline.density import StageError, Study, StudyError, parse_densities, parse_total_pairs
 
 # ---- Editable constants (defaults: the embedded model on a CPU, like demo.sh) ---------------------
 DATASETS = "babyai_GoToRedBallGrey"   # comma-separated; pair files are named <dataset>.*.pairs.csv

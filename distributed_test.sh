@@ -2,7 +2,7 @@
 # Run an agent over a dataset: one model server per GPU, PROCESSES_PER_GPU agent processes per
 # server, each in its own tmux session, each on a contiguous shard of the tasks. With LAUNCHER=ray,
 # the same run on every GPU of a Ray cluster instead: one worker per GPU owning its own server,
-# tasks handed out dynamically, results written by one driver (densepolicy/ray_backend.py).
+# tasks handed out dynamically, results written by one driver (pipeline/ray_backend.py).
 #
 #   ./distributed_test.sh MODEL DATASET AGENT PROCESSES_PER_GPU TMUX_START_ID
 #   ./distributed_test.sh serve MODEL TMUX_START_ID   # only start (or reuse) the servers, then return
@@ -26,26 +26,28 @@
 #   PYTHON       interpreter (default: .venv/bin/python when present, else python3)
 #   LOG_DIR      where run logs go (default: logs/)
 #   DRY_RUN      1: print the server and agent command lines instead of running them;
-#                json: print the run's configuration instead (what densepolicy.launch.configure reads)
+#                json: print the run's configuration instead (what pipeline.launch.configure reads)
 #   SERVER_MAX_RESTARTS  restarts of a server that dies or hangs mid-run (default 3)
 #   LAUNCHER     tmux (default) or ray
 #   RAY_ADDRESS  ray only: the cluster to join (default: start a local one)
 #   RAY_WORKERS  ray only, without GPUs: how many CPU workers (default 1); RAY_WORKER_CPUS each (1)
 set -euo pipefail
 
-# ---- Editable constants: per-dataset agent settings (SPEC §4 and §5). AGENT_ARGS overrides. ----
-declare -A CODEACT_ARGS=(
-  [gsm8k]="--n_icl 8 --max_turn 10 --max_steps 30"
-  [math]="--n_icl 1 --max_turn 10 --max_steps 30"
-  [alfworld]="--n_icl 0 --max_steps 30"
-  [babyai]="--n_icl 0 --max_steps 30"
+# ---- Editable constants: per-dataset agent settings. --------------------------------------------
+# Each dataset family's defaults (SPEC §4 and §5: in-context examples, max turns and steps, tree
+# base B, window W, depth D, target pairs M) are registered with the dataset (dataset/*.py); list
+# them with `python -m dataset`. Flags set here come after them and win; AGENT_ARGS comes last.
+declare -A CODEACT_ARGS=(   # evaluation (codeact_agent), e.g. [gsm8k]="--max_steps 20"
+  [gsm8k]=""
+  [math]=""
+  [alfworld]=""
+  [babyai]=""
 )
-# Tree sampler: base B, window W (rollouts per round), depth D, target contrast pairs M.
-declare -A TREE_ARGS=(
-  [gsm8k]="--n_icl 8 --max_turn 10 --base 10 --window_size 16 --max_steps 32 --max_sample_number 256"
-  [math]="--n_icl 1 --max_turn 10 --base 10 --window_size 8 --max_steps 8 --max_sample_number 512"
-  [alfworld]="--n_icl 0 --base 8 --window_size 8 --max_steps 30 --max_sample_number 512"
-  [babyai]="--n_icl 0 --base 10 --window_size 15 --max_steps 30 --max_sample_number 256"
+declare -A TREE_ARGS=(      # tree sampling (codeact_agent_tree), e.g. [math]="--window_size 16"
+  [gsm8k]=""
+  [math]=""
+  [alfworld]=""
+  [babyai]=""
 )
 # Server command lines (vLLM on GPUs, vLLM on the CPU, transformers serve) and the CPU engine's
 # knobs (KV cache, threads, eager vs compiled, each with its measured reason): densepolicy/engines.py
@@ -54,14 +56,14 @@ SERVER_MAX_RESTARTS="${SERVER_MAX_RESTARTS:-3}"   # a server that dies mid-run c
 # -------------------------------------------------------------------------------------------------
 
 # Everything else (checks, server start/reuse/supervision, agent command lines, WAIT, stop, the Ray
-# driver) is densepolicy/launch.py; this script hands it the settings above and the arguments.
+# driver) is pipeline/launch.py; this script hands it the settings above and the arguments.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$ROOT"
 PY="${PYTHON:-}"
 [[ -z "$PY" && -x "$ROOT/.venv/bin/python" ]] && PY="$ROOT/.venv/bin/python"
 PY="${PY:-python3}"
-defaults=()
-for family in "${!CODEACT_ARGS[@]}"; do defaults+=("--defaults=codeact_agent/$family=${CODEACT_ARGS[$family]}"); done
-for family in "${!TREE_ARGS[@]}"; do defaults+=("--defaults=codeact_agent_tree/$family=${TREE_ARGS[$family]}"); done
-exec "$PY" -m densepolicy.launch --script="$0" --python="$PY" --root="$ROOT" \
-  --start_timeout="$SERVER_START_TIMEOUT" --max_restarts="$SERVER_MAX_RESTARTS" "${defaults[@]}" -- "$@"
+overrides=()
+for family in "${!CODEACT_ARGS[@]}"; do overrides+=("--override=codeact_agent/$family=${CODEACT_ARGS[$family]}"); done
+for family in "${!TREE_ARGS[@]}"; do overrides+=("--override=codeact_agent_tree/$family=${TREE_ARGS[$family]}"); done
+exec "$PY" -m pipeline.launch --script="$0" --python="$PY" --root="$ROOT" \
+  --start_timeout="$SERVER_START_TIMEOUT" --max_restarts="$SERVER_MAX_RESTARTS" "${overrides[@]}" -- "$@"

@@ -7,8 +7,12 @@
 import argparse
 import sys
 
-from densepolicy.merge import alfworld_type_accuracy, max_trial_accuracy, merge, merged_file, result_rows
+import dataset
+from densepolicy.merge import max_trial_accuracy, merge, merged_file, result_rows, task_type_accuracy
 from densepolicy.results import ResultFileError
+
+# Task types every family breaks its scores down by (ALFWorld's six), from the dataset registry.
+TASK_TYPES = [t for spec in dataset.families().values() for t in spec.task_types]
 
 
 def main(argv=None) -> int:
@@ -34,7 +38,7 @@ def main(argv=None) -> int:
                 acc = max_trial_accuracy(rows)
                 print(f"{pattern}: {len(rows)} tasks")
                 print("  " + "  ".join(f"Max Trial {t}: {a:6.2f}" for t, a in acc.items()))
-                types = alfworld_type_accuracy(rows)
+                types = task_type_accuracy(rows, TASK_TYPES)
                 if types:
                     print("  " + "  ".join(f"{t}: {a:6.2f}" for t, a in types.items()))
     except (ResultFileError, ValueError) as e:

@@ -15,6 +15,7 @@ import glob
 import sys
 from pathlib import Path
 
+from agents import prompts
 from dataset import DataError
 from densepolicy import pair_selection, tree
 from densepolicy import pairs as pairs_lib
@@ -86,7 +87,7 @@ def main(argv=None):
     ap.add_argument("--keep_truncated", action="store_true",
                     help="keep pairs with a reply cut off at max_tokens as a chosen side or as a completed action "
                          "(dropped and counted by default; an uncompleted cut-off rejected reply is always kept)")
-    ap.add_argument("--pair_examples", choices=pairs_lib.PAIR_EXAMPLES, default="none",
+    ap.add_argument("--pair_examples", choices=prompts.PAIR_EXAMPLES, default="none",
                     help="the pair prompt: 'none' drops the in-context examples (SPEC section 8), 'sampled' "
                          "keeps the ones the rollouts saw (recorded in each tree row)")
     ap.add_argument("--skip_bad_rows", action="store_true",
@@ -109,11 +110,11 @@ def main(argv=None):
             files = result_files(args)
             dataset = args.dataset or pairs_lib.dataset_of(files[0])
             name = (args.dataset_file_name or files[0].name).removesuffix(".csv") + pairs_lib.PAIRS_SUFFIX
-            pairs_lib.process_result(files, Path(args.data_dir) / args.data_sub_dir, dataset, out_name=name,
-                             thre_value=args.thre_value, thre_max=args.thre_max,
-                             max_length=args.max_length, n_draw=args.n_draw,
-                             skip_bad_rows=args.skip_bad_rows, keep_truncated=args.keep_truncated,
-                             examples=args.pair_examples)
+            pairs_lib.process_result(files, Path(args.data_dir) / args.data_sub_dir, dataset,
+                                     lambda row, env: prompts.pair_prompt(row, dataset, env, args.pair_examples),
+                                     out_name=name, thre_value=args.thre_value, thre_max=args.thre_max,
+                                     max_length=args.max_length, n_draw=args.n_draw,
+                                     skip_bad_rows=args.skip_bad_rows, keep_truncated=args.keep_truncated)
         if args.merge_all_pairs:
             files = args.pair_files or pairs_lib.discover_pair_files(args.results_root)
             n_tasks = {**N_TASKS, **key_values(args.n_tasks, "--n_tasks")}

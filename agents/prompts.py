@@ -4,8 +4,9 @@ All text here is written for this project. `build_messages` returns OpenAI chat 
 roles strictly alternate user/assistant and end on a user turn: the instruction shares the first
 user message with the first example's task (or with the goal when there are no examples), so that
 chat templates that insist on alternation, and the [user, assistant] history pairs of the
-preference data, both work.
+preference data, both work. `pair_prompt` is the prompt of a preference pair.
 """
+from dataset import dataset_info
 
 # Protocol markers, matched at line starts by the reply parser.
 ACTION_START = "Action:"
@@ -219,3 +220,22 @@ def _append(msgs: list, turns: list):
         msgs[-1] = {"role": "user", "content": f"{msgs[-1]['content']}\n\n{turns[0]['content']}"}
         turns = turns[1:]
     msgs += turns
+
+
+PAIR_EXAMPLES = ("none", "sampled")
+
+
+def pair_prompt(row, dataset, env_state=None, examples="none"):
+    """The preference prompt. "none": instruction and goal in one user turn (SPEC §8); "sampled":
+    the prompt the rollouts saw, in-context examples included, from the example set the tree row
+    records (ValueError when it records none)."""
+    info = dataset_info(dataset)
+    if examples == "none":
+        return build_messages(info["kind"], row["input"], n_icl=0, tools_doc=info.get("tools_doc"),
+                              env_state=env_state, with_examples=False)
+    used = (row.get("log_infos") or {}).get("examples") if isinstance(row.get("log_infos"), dict) else None
+    if not isinstance(used, dict) or not isinstance(used.get("n"), int):
+        raise ValueError("log_infos records no example set (trees sampled before it was recorded); "
+                         "use --pair_examples none")
+    return build_messages(info["kind"], row["input"], n_icl=used["n"], icl=used.get("set"),
+                          tools_doc=info.get("tools_doc"), env_state=env_state)

@@ -10,12 +10,9 @@ replay:   what the original did: a fresh episode, then every earlier action agai
 """
 import asyncio
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from densepolicy.sandbox import SandboxPool  # noqa: E402
+from densepolicy.sandbox import SandboxPool
 
 DEPTHS = (1, 4, 8, 16, 32)
 REPEATS = 5

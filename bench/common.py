@@ -6,18 +6,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from agents import codeact_agent_tree  # noqa: E402
-from agents.runner import Context, make_task  # noqa: E402
-from dataset import dataset_info  # noqa: E402
-from densepolicy import engines  # noqa: E402
-from densepolicy.llm import LLMClient  # noqa: E402
-from densepolicy.sandbox import SandboxPool  # noqa: E402
+from agents import codeact_agent_tree
+from agents.runner import Context, make_task
+from dataset import dataset_info
+from densepolicy import engines
+from densepolicy.llm import LLMClient
+from densepolicy.sandbox import SandboxPool
 
 MODEL = "SmolLM2-135M-Instruct"
 T0 = time.monotonic()

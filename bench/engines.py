@@ -31,10 +31,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODEL, Server, log, run_trees  # noqa: E402
-from dataset import load_tasks  # noqa: E402
-from densepolicy import engines  # noqa: E402
+from common import MODEL, Server, log, run_trees
+from dataset import load_tasks
+from densepolicy import engines
 
 BLOCK = 16  # vLLM's KV block size on the CPU
 

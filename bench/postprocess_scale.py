@@ -24,13 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from densepolicy import lf_export, pair_selection  # noqa: E402
-from densepolicy import pairs as pairs_lib  # noqa: E402
-from densepolicy.results import AtomicResultWriter  # noqa: E402
-from densepolicy.tree import run_key  # noqa: E402
+from agents.prompts import pair_prompt
+from densepolicy import lf_export, pair_selection
+from densepolicy import pairs as pairs_lib
+from densepolicy.results import AtomicResultWriter
+from densepolicy.tree import run_key
 
 B, D = 10, 8
 COLUMNS = ["index", "input", "target", "score", "res", "res_cur", "full_index", "steps", "history",
@@ -125,7 +124,8 @@ def stage(args):
         info = dict(rollouts=rollouts, mb=out.stat().st_size / 2**20)
     elif args.stage == "process":
         run = w / "eval_results" / "run"
-        s = pairs_lib.process_result([run / "gsm8k.None_split_0.0.None.csv"], run / "gsm8k", "gsm8k", n_draw=1,
+        s = pairs_lib.process_result([run / "gsm8k.None_split_0.0.None.csv"], run / "gsm8k", "gsm8k",
+                                     lambda row, env: pair_prompt(row, "gsm8k", env), n_draw=1,
                              out_name="gsm8k.None_split_0.0.None.pairs.csv", log=quiet)
         info = dict(pairs=s["pairs"], selected=s["selected"])
     elif args.stage == "merge":

@@ -37,14 +37,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MODEL, Server, log, record_requests, run_trees  # noqa: E402
-from agents.codeact import start_episode, step  # noqa: E402
-from agents.runner import make_task  # noqa: E402
-from dataset import dataset_info, load_tasks  # noqa: E402
-from densepolicy.llm import LLMClient  # noqa: E402
-from densepolicy.sandbox import SandboxPool  # noqa: E402
-from densepolicy.tree import TreeSearch, label_temperature  # noqa: E402
+from common import MODEL, Server, log, record_requests, run_trees
+from agents.codeact import start_episode, step
+from agents.runner import make_task
+from dataset import dataset_info, load_tasks
+from densepolicy.llm import LLMClient
+from densepolicy.sandbox import SandboxPool
+from densepolicy.tree import TreeSearch, label_temperature
 
 DATASET = "gsm8k"
 

@@ -15,15 +15,12 @@ import asyncio
 import logging
 import random
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import ray  # noqa: E402
+import ray
 
-from agents.runner import shard_tasks  # noqa: E402
-from densepolicy.ray_backend import distribute  # noqa: E402
+from agents.runner import shard_tasks
+from pipeline.ray_backend import distribute
 
 
 @ray.remote(num_cpus=0)

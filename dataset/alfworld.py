@@ -21,8 +21,8 @@ import sys
 
 from dataset import DataError, DatasetSpec, TreeDefaults, register
 from dataset.environment import ToolEnvironment
+from densepolicy import paths
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # folder prefix -> short task type (SPEC §3)
 TASK_TYPES = {
@@ -80,8 +80,7 @@ def alfworld_dir(data_dir: str | None = None) -> str:
     if env and not (env == os.path.expanduser("~/.cache/alfworld")
                     and not os.path.isdir(os.path.join(env, "json_2.1.1"))):
         return env
-    base = os.environ.get("DATA_DIR") or os.path.join(PROJECT_ROOT, "..", "shared", "data")
-    return os.path.normpath(os.path.join(base, "alfworld"))
+    return os.path.normpath(paths.data_dir() / "alfworld")
 
 
 def load_tasks(dataset: str, split: str, data_dir: str | None = None) -> list[dict]:

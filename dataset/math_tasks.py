@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 
 from dataset import DataError, DatasetSpec, TreeDefaults, register
+from densepolicy import paths
 from densepolicy.scoring import extract_boxed, extract_gsm8k_target
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # name -> split -> path relative to data_dir
 FILES = {
@@ -33,14 +33,7 @@ MATH_SUBJECTS = ["algebra", "counting_and_probability", "geometry", "intermediat
                  "number_theory", "prealgebra", "precalculus"]
 
 
-def resolve_data_dir(data_dir: str | None = None) -> Path:
-    """Explicit argument, else $DATA_DIR, else ../shared/data next to the project, else ./data."""
-    if data_dir:
-        return Path(data_dir)
-    if os.environ.get("DATA_DIR"):
-        return Path(os.environ["DATA_DIR"])
-    shared = PROJECT_ROOT.parent / "shared" / "data"
-    return shared if shared.is_dir() else PROJECT_ROOT / "data"
+resolve_data_dir = paths.data_dir
 
 
 def read_jsonl(path: Path) -> list[tuple[int, dict]]:

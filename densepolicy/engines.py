@@ -23,8 +23,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from densepolicy import paths
+
 ENGINES = ("vllm", "transformers")
-ROOT = Path(__file__).resolve().parent.parent
 
 # ---- vLLM on GPUs: what the original ran, unchanged --------------------------------------------
 VLLM_GPU_ARGS = "--enable-prefix-caching --gpu-memory-utilization 0.9"
@@ -43,7 +44,7 @@ VLLM_CPU_EAGER = os.environ.get("VLLM_CPU_COMPILE", "0") != "1"
 # Compiled, vLLM's default stays: a compiled start-up with no reserved core hung after warm-up.
 VLLM_CPU_RESERVED_CORES = 0
 VLLM_CPU_MAX_MODEL_LEN = 8192   # the agents' --max_context
-VLLM_CPU_VENV = Path(os.environ.get("VLLM_CPU_VENV", ROOT / ".venv-vllm"))
+VLLM_CPU_VENV = Path(os.environ.get("VLLM_CPU_VENV", paths.ROOT / ".venv-vllm"))
 
 # ---- transformers serve (fallback) -------------------------------------------------------------
 # Not --continuous-batching: it fixes one sampling configuration for every request from the first

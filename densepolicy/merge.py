@@ -78,13 +78,13 @@ def max_trial_accuracy(rows: list[dict], trials=MAX_TRIALS) -> dict[int, float]:
     return {t: 100.0 * sum(solved_within(r, t) for r in rows) / max(len(rows), 1) for t in trials}
 
 
-def alfworld_type_accuracy(rows: list[dict]) -> dict[str, float]:
-    """Share of tasks solved per ALFWorld task type (the types and their order: its dataset spec)."""
-    from dataset import spec
+def task_type_accuracy(rows: list[dict], task_types) -> dict[str, float]:
+    """Share of tasks solved per task type (ALFWorld's, from the dataset specs), in that order, and
+    their mean; empty when no row has one of those types."""
     by_type = {}
     for row in rows:
         by_type.setdefault(row.get("task_type"), []).append(float(row["score"]) > 0)
-    table = {t: 100.0 * sum(v) / len(v) for t in spec("alfworld").task_types if (v := by_type.get(t))}
+    table = {t: 100.0 * sum(v) / len(v) for t in task_types if (v := by_type.get(t))}
     if table:
         table["mean"] = sum(table.values()) / len(table)
     return table

@@ -104,27 +104,6 @@ def node_action(history, key, depth) -> tuple[str, list]:
     return m["content"], msgs
 
 
-PAIR_EXAMPLES = ("none", "sampled")
-
-
-def pair_prompt(row, dataset, env_state=None, examples="none"):
-    """The preference prompt. "none": instruction and goal in one user turn (SPEC §8); "sampled":
-    the prompt the rollouts saw, in-context examples included, from the example set the tree row
-    records (ValueError when it records none)."""
-    from agents.prompts import build_messages
-    from dataset import dataset_info
-    info = dataset_info(dataset)
-    if examples == "none":
-        return build_messages(info["kind"], row["input"], n_icl=0, tools_doc=info.get("tools_doc"),
-                              env_state=env_state, with_examples=False)
-    used = (row.get("log_infos") or {}).get("examples") if isinstance(row.get("log_infos"), dict) else None
-    if not isinstance(used, dict) or not isinstance(used.get("n"), int):
-        raise ValueError("log_infos records no example set (trees sampled before it was recorded); "
-                         "use --pair_examples none")
-    return build_messages(info["kind"], row["input"], n_icl=used["n"], icl=used.get("set"),
-                          tools_doc=info.get("tools_doc"), env_state=env_state)
-
-
 def tree_pairs(row, prompt, thre_value=THRE_VALUE, thre_max=THRE_MAX, max_length=MAX_LENGTH,
                keep_truncated=False):
     """(pair rows, stats, pairs dropped {"identical": n, "truncated": m}) of one result row.
@@ -200,10 +179,12 @@ def tree_pairs(row, prompt, thre_value=THRE_VALUE, thre_max=THRE_MAX, max_length
     return out, stats, dropped
 
 
-def process_result(result_files, out_dir, dataset, out_name=None, thre_value=THRE_VALUE,
+def process_result(result_files, out_dir, dataset, prompt_for, out_name=None, thre_value=THRE_VALUE,
                    thre_max=THRE_MAX, max_length=MAX_LENGTH, n_draw=3, skip_bad_rows=False,
-                   keep_truncated=False, examples="none", log=print):
+                   keep_truncated=False, log=print):
     """Result file(s) of one dataset -> out_dir/<out_name> pairs CSV, histogram, tree drawings.
+    `prompt_for(row, env_state)` gives a row's preference prompt (agents.prompts.pair_prompt; a
+    ValueError from it is that row's error).
 
     Returns a summary dict. Raises PairsError on a malformed file or (unless skip_bad_rows) a
     malformed row; nothing is left under the output names then.
@@ -228,13 +209,13 @@ def process_result(result_files, out_dir, dataset, out_name=None, thre_value=THR
                     goal = row.get("input")
                     if not isinstance(goal, str):
                         raise ValueError("no 'input' text")
-                    # The prompt depends on the example set a row records only with examples="sampled".
+                    # The prompt may depend on the example set the row records.
                     used = json.dumps(row["log_infos"].get("examples")) \
-                        if examples != "none" and isinstance(row.get("log_infos"), dict) else None
+                        if isinstance(row.get("log_infos"), dict) else None
                     key = (goal, env_state, used)
                     if key not in prompt_cache:
                         prompt_cache.clear()  # only consecutive repeats matter; keep O(1) memory
-                        prompt_cache[key] = pair_prompt(row, dataset, env_state, examples)
+                        prompt_cache[key] = prompt_for(row, env_state)
                     pairs, stats, dropped = tree_pairs(row, prompt_cache[key],
                                                        thre_value, thre_max, max_length, keep_truncated)
                 except (ValueError, KeyError, TypeError, AttributeError) as e:

@@ -47,7 +47,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from densepolicy import paths
+
+PROJECT_ROOT = paths.ROOT
 WORKER = Path(__file__).resolve().parent / "sandbox_worker.py"
 SETUP_TIMEOUT = 120.0   # seconds for an episode root to start and run its setup
 REPLY_TIMEOUT = 10.0    # seconds for a parked process to answer a fork command
@@ -184,7 +186,7 @@ def sandbox_env(environ=None) -> dict:
 def default_readable() -> tuple[str, ...]:
     """The data directories named by the environment, and ../shared/data beside the project."""
     return tuple(p for p in (os.environ.get("DATA_DIR"), os.environ.get("ALFWORLD_DATA"),
-                             str(PROJECT_ROOT.parent / "shared" / "data")) if p)
+                             str(paths.SHARED_DATA)) if p)
 
 
 def _can_isolate():

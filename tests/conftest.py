@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from densepolicy.paths import ROOT
 MODEL = "SmolLM2-135M-Instruct"
 
 

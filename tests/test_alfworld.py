@@ -10,15 +10,13 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from densepolicy.paths import ROOT
 
-from dataset import alfworld  # noqa: E402
-from dataset.alfworld import DataError, load_tasks, make_env  # noqa: E402
+from dataset import alfworld
+from dataset.alfworld import DataError, load_tasks, make_env
 
 HAVE_DATA = os.path.isdir(os.path.join(alfworld.alfworld_dir(), "json_2.1.1", "valid_unseen"))
 needs_data = pytest.mark.skipif(not HAVE_DATA, reason="ALFWorld game files not found")

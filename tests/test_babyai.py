@@ -9,15 +9,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from densepolicy.paths import ROOT
 
-from dataset import babyai  # noqa: E402
-from dataset.babyai import LEVELS, DataError, load_tasks, make_env  # noqa: E402
+from dataset import babyai
+from dataset.babyai import LEVELS, DataError, load_tasks, make_env
 
 needs_engine = pytest.mark.skipif(importlib.util.find_spec("minigrid") is None,
                                   reason="minigrid not installed")

@@ -1,9 +1,7 @@
-"""The dataset registry: name lookups, the legacy dataset_info view, the launcher defaults (checked
-against distributed_test.sh while it still holds its own copy), and the environment contract."""
-import re
+"""The dataset registry: name lookups, the legacy dataset_info view, the agents' defaults, and the
+environment contract."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -11,8 +9,7 @@ import dataset
 from dataset import DataError, agent_defaults, family, spec
 from dataset.environment import ToolEnvironment
 
-ROOT = Path(__file__).resolve().parent.parent
-LAUNCHER = ROOT / "distributed_test.sh"
+from densepolicy.paths import ROOT
 ALL_NAMES = sorted(dataset.LOADERS) + ["babyai_gotolocal", "babyai_GoToObj"]
 
 
@@ -45,10 +42,10 @@ def test_example_sets_exist():
 
 def test_alfworld_task_types():
     from dataset.alfworld import TASK_TYPES
-    from densepolicy.merge import alfworld_type_accuracy
+    from densepolicy.merge import task_type_accuracy
     assert sorted(spec("alfworld").task_types) == sorted(TASK_TYPES.values())
     rows = [{"task_type": t, "score": 1} for t in reversed(spec("alfworld").task_types)]
-    assert list(alfworld_type_accuracy(rows)) == [*spec("alfworld").task_types, "mean"]
+    assert list(task_type_accuracy(rows, spec("alfworld").task_types)) == [*spec("alfworld").task_types, "mean"]
 
 
 def test_environments_declare_the_protocol():
@@ -68,40 +65,15 @@ def test_a_missing_engine_breaks_only_its_datasets():
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
-# ---- distributed_test.sh consistency (temporary: until the launcher reads agent_defaults) ----
-
-def _bash_block(start: str, end: str) -> str:
-    """The launcher's lines from the one starting with `start` to the next one starting with `end`."""
-    text = LAUNCHER.read_text()
-    m = re.search(rf"^{re.escape(start)}.*?^{re.escape(end)}[^\n]*$", text, re.S | re.M)
-    assert m, f"distributed_test.sh has no block starting {start!r}"
-    return m.group(0)
-
-
-def _bash(script: str, *args: str) -> str:
-    return subprocess.run(["bash", "-c", script, "bash", *args], check=True, capture_output=True,
-                          text=True).stdout
-
-
-def test_agent_defaults_match_the_launcher():
-    arrays = _bash_block("declare -A CODEACT_ARGS=(", ")") + "\n" + _bash_block("declare -A TREE_ARGS=(", ")")
-    printed = _bash(arrays + '\nfor k in "${!CODEACT_ARGS[@]}"; do echo "codeact_agent $k ${CODEACT_ARGS[$k]}"; done'
-                    '\nfor k in "${!TREE_ARGS[@]}"; do echo "codeact_agent_tree $k ${TREE_ARGS[$k]}"; done')
-    launcher = {(agent, fam): words for agent, fam, *words in (line.split() for line in printed.splitlines())}
-    assert {fam for _, fam in launcher} == set(dataset.families())
-    for (agent, fam), words in launcher.items():
-        assert agent_defaults(fam, agent) == words, (agent, fam)
-
-
-def test_families_match_the_launcher():
-    """Against the script's `case` mapping, or, once that moved to Python, densepolicy/launch.py's."""
-    if 'case "$DATASET" in' in LAUNCHER.read_text():
-        case = _bash_block('case "$DATASET" in', "esac")
-
-        def launcher_family(name):
-            return _bash('die() { echo "unknown"; exit 0; }\nDATASET="$1"\n' + case + '\necho "$FAMILY"',
-                         name).strip()
-    else:
-        launcher_family = pytest.importorskip("densepolicy.launch").dataset_family
-    for name in ALL_NAMES:
-        assert launcher_family(name) == family(name), name
+def test_agent_defaults_are_the_spec_settings():
+    """SPEC §4 (evaluation) and §5 (trees: B, W, D, M); the launcher puts these first."""
+    assert agent_defaults("gsm8k", "codeact_agent") == "--n_icl 8 --max_turn 10 --max_steps 30".split()
+    assert agent_defaults("math_level1", "codeact_agent_tree") == (
+        "--n_icl 1 --max_turn 10 --base 10 --window_size 8 --max_steps 8 --max_sample_number 512".split())
+    assert agent_defaults("alfworld_cool", "codeact_agent_tree") == (
+        "--n_icl 0 --base 8 --window_size 8 --max_steps 30 --max_sample_number 512".split())
+    out = subprocess.run([sys.executable, "-m", "dataset"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    for name in dataset.families():
+        for agent in dataset.AGENTS:
+            assert f"  {agent:<19} {' '.join(agent_defaults(name, agent))}\n" in out, (name, agent)

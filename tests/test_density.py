@@ -1,4 +1,4 @@
-"""The density study (density_experiment.py, densepolicy/density.py): the density arithmetic, and a
+"""The density study (density_experiment.py, pipeline/density.py): the density arithmetic, and a
 reduced study for real on the CPU with the embedded model: pair files from hand-built trees ->
 one training set per density with the same pair count -> LoRA DPO with LLaMA-Factory -> merged
 models -> the downstream agent through distributed_test.sh -> table and figure; then a rerun that
@@ -16,8 +16,9 @@ import sys
 import pytest
 
 from conftest import ROOT, free_port
+from agents.prompts import pair_prompt
 from densepolicy import pairs as pairs_lib
-from densepolicy.density import (StudyError, auto_total_pairs, check_density, make_plan, min_tasks,
+from pipeline.density import (StudyError, auto_total_pairs, check_density, make_plan, min_tasks,
                                  parse_densities, parse_total_pairs)
 from densepolicy.results import read_results, write_results
 import test_pairs as T
@@ -44,7 +45,8 @@ def trees(tmp_path_factory):
     rows = [T.tree_row(i, tree_runs(k), goal=f"go to the red ball (task {i})") for i, k in enumerate(COUNTS)]
     result = run / f"{DATASET}.None_split_0.0.None.csv"
     write_results(result, rows, T.TREE_COLUMNS)
-    s = pairs_lib.process_result([result], run / DATASET, DATASET, n_draw=0, log=lambda *_: None)
+    s = pairs_lib.process_result([result], run / DATASET, DATASET,
+                                 lambda row, env: pair_prompt(row, DATASET, env), n_draw=0, log=lambda *_: None)
     assert s["selected"] == sum(COUNTS)
     return root
 

@@ -1,4 +1,4 @@
-"""densepolicy/launch.py without a server: the run configuration the script hands over, the plan
+"""pipeline/launch.py without a server: the run configuration the script hands over, the plan
 callers read (result directory, each agent's tasks), the Ray worker's server spec, and the
 shell quoting that keeps the printed command lines what the shell version printed."""
 import os
@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from conftest import ROOT
-from densepolicy import engines, launch
+from densepolicy import engines
+from pipeline import launch
 
 ENV = {**os.environ, "NUM_GPUS": "0", "TASK_LIMIT": "7", "AGENT_ARGS": "--max_turn 3"}
 
@@ -34,6 +35,23 @@ def test_configure_takes_the_scripts_settings_and_round_trips():
         launch.configure(["M", "gsm8k", "codeact_agent", "0", "3"], ENV)
 
 
+def test_the_scripts_settings_follow_the_registered_defaults(tmp_path):
+    """The agent flags: the family's defaults (dataset.agent_defaults), then the script's own
+    per-dataset settings (which win), then AGENT_ARGS."""
+    import sys
+    import dataset
+    script = tmp_path / "distributed_test.sh"
+    script.write_text((ROOT / "distributed_test.sh").read_text().replace(
+        '[math]=""', '[math]="--max_steps 5 --n_icl 0"', 1))
+    env = {**ENV, "PYTHON": sys.executable}
+    config = launch.configure(["M", "math_level2", "codeact_agent", "1", "0"], env, script=script)
+    assert config.default_args == " ".join(dataset.agent_defaults("math", "codeact_agent")) + " --max_steps 5 --n_icl 0"
+    args = launch.plan(config).agents[0].args()
+    assert (args.max_steps, args.n_icl, args.max_turn) == (5, 0, 3)
+    tree = launch.configure(["M", "math_level2", "codeact_agent_tree", "1", "0"], env, script=script)
+    assert tree.default_args == " ".join(dataset.agent_defaults("math", "codeact_agent_tree"))
+
+
 def test_plan_shards_partition_the_tasks_and_share_one_result_dir():
     config = launch.configure(["SmolLM2-135M-Instruct", "gsm8k", "codeact_agent", "3", "0"],
                               {**ENV, "NUM_GPUS": "2", "PORT_BASE": "9300"})
@@ -54,7 +72,7 @@ def test_ray_plan_one_driver_every_task_and_the_workers_server_line():
     [driver] = run_plan.agents
     assert driver.shard_id is None and driver.task_indices() == list(range(7))
     assert " --workers 3 --gpus_per_worker 0 " in driver.command
-    from densepolicy.ray_backend import CommandTemplate
+    from pipeline.ray_backend import CommandTemplate
     spec = engines.ServerSpec(config.engine, config.model, config.model, 0, config.run_logs)
     assert CommandTemplate(run_plan.ray_server).command("", 8123) == spec.command("", 8123)
 

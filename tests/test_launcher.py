@@ -80,7 +80,7 @@ def test_ray_command_lines_take_the_same_server_line_and_agent_flags():
                       "--served-model-name Meta-Llama-3-8B-Instruct --host 127.0.0.1 --port {port} "
                       "--enable-prefix-caching --gpu-memory-utilization 0.9")
     [driver] = [l for l in out.stdout.splitlines() if l.startswith("[driver")]
-    assert driver.startswith("[driver dp_7] ") and "-m densepolicy.ray_backend --agent codeact_agent " in driver
+    assert driver.startswith("[driver dp_7] ") and "-m pipeline.ray_backend --agent codeact_agent " in driver
     assert "--workers 2 --gpus_per_worker 1 " in driver and "--slots 3 --port_base 9100 " in driver
     assert re.search(r" -- --model Meta-Llama-3-8B-Instruct --served_model Meta-Llama-3-8B-Instruct "
                      r"--dataset math --task_limit 50 --n_icl 1 --max_turn 10 --max_steps 30 +--max_steps 4$", driver)

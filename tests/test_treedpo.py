@@ -13,6 +13,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, run_launcher
+from agents.prompts import pair_prompt
 from densepolicy import lf_export, pair_selection
 from densepolicy import pairs as pairs_lib
 from densepolicy.results import model_dir_name, read_results, write_results
@@ -39,7 +40,8 @@ def dataset_dir(tmp_path_factory, model_path):
     rows = [T.tree_row(i, T.RUNS, goal=f"Task {i}. {T.GOAL}") for i in range(8)]
     write_results(run / "gsm8k.None_split_0.0.None.csv", rows, T.TREE_COLUMNS)
     quiet = lambda *_: None  # noqa: E731
-    pairs_lib.process_result([run / "gsm8k.None_split_0.0.None.csv"], run / "gsm8k", "gsm8k", n_draw=0, log=quiet)
+    pairs_lib.process_result([run / "gsm8k.None_split_0.0.None.csv"], run / "gsm8k", "gsm8k",
+                             lambda row, env: pair_prompt(row, "gsm8k", env), n_draw=0, log=quiet)
     pair_selection.merge_all_pairs(pairs_lib.discover_pair_files(root / "eval_results"), root / "merged.csv", log=quiet)
     s = lf_export.prepare_dataset(root / "merged.csv", root / "data", "tree_dpo", model_path, log=quiet)
     assert s["kept"] == 16

@@ -7,7 +7,7 @@ exact server and agent command lines, and `run(config)` starts them:
 
     tmux  one supervised model server per GPU (or one on the CPU), PROCESSES_PER_GPU agent
           processes per server, each in its own tmux session on a contiguous shard of the tasks
-    ray   one Ray driver (densepolicy/ray_backend.py) whose workers each own a server and take
+    ray   one Ray driver (pipeline/ray_backend.py) whose workers each own a server and take
           tasks from a shared queue; it runs in the foreground with WAIT=1, else in a tmux session
 
 Every tmux session a run starts is listed in its manifest, logs/run_<id>/sessions.txt, so that
@@ -17,7 +17,7 @@ Programs call it as the script would run, so the script's per-dataset settings c
 
     config = launch.configure(["M", "gsm8k", "codeact_agent", "1", "0"], env)   # DRY_RUN=json
     run_plan = launch.plan(config)   # .servers, .agents: command lines, result dir, task indices
-    code = launch.run(config)        # or: python -m densepolicy.launch --config "$(json)"
+    code = launch.run(config)        # or: python -m pipeline.launch --config "$(json)"
 """
 import argparse
 import dataclasses
@@ -33,17 +33,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from densepolicy import engines
+import dataset as datasets
+from agents import runner
+from densepolicy import engines, paths
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = paths.ROOT
 SCRIPT = ROOT / "distributed_test.sh"
 AGENTS = ("codeact_agent", "codeact_agent_tree")
 LAUNCHERS = ("tmux", "ray")
-DATASETS = ("gsm8k, math, math500, math_level1..5, alfworld, "
-            "alfworld_{put,clean,heat,cool,examine,puttwo}, babyai")
-# Which of the script's per-dataset settings (CODEACT_ARGS / TREE_ARGS) a dataset takes.
-FAMILIES = (("gsm8k", r"gsm8k"), ("math", r"math|math500|math_level[1-5]"),
-            ("alfworld", r"alfworld(_(put|clean|heat|cool|examine|puttwo))?"), ("babyai", r"babyai(_.*)?"))
 WAIT_POLL = 2.0   # seconds between checks of a starting server or a running session
 
 
@@ -53,10 +50,6 @@ class LaunchError(Exception):
     def __init__(self, message: str, code: int = 2):
         super().__init__(message)
         self.code = code
-
-
-def dataset_family(dataset: str) -> str | None:
-    return next((family for family, pattern in FAMILIES if re.fullmatch(pattern, dataset, re.S)), None)
 
 
 _BACKSLASHED = frozenset(" !\"$&'()*,;<>?[\\]^`{|}")
@@ -95,7 +88,7 @@ class Config:
     engine: str = "vllm"
     num_gpus: int = 0
     port_base: int = 8000
-    default_args: str = ""        # the script's settings for this dataset and agent
+    default_args: str = ""        # the dataset's registered defaults for the agent, then the script's
     agent_args: str = ""          # AGENT_ARGS, after them, so the user's flags win
     task_limit: int | None = None
     data_dir: str = ""
@@ -127,11 +120,12 @@ class Config:
         return cls(**json.loads(text))
 
     @classmethod
-    def from_environment(cls, args: list[str], environ, *, defaults: dict, script: str = str(SCRIPT),
+    def from_environment(cls, args: list[str], environ, *, overrides: dict | None = None, script: str = str(SCRIPT),
                          python: str = sys.executable, root: str = str(ROOT), start_timeout="900",
                          max_restarts="3") -> "Config":
         """The run `script ARGS` asks for, checked in the order the script always checked it.
-        `defaults` maps (agent, dataset family) to the script's per-dataset agent flags."""
+        `overrides` maps (agent, dataset family) to the script's per-dataset agent flags, which
+        follow the family's registered defaults (dataset.agent_defaults)."""
         env = lambda name, default="": environ.get(name) or default  # noqa: E731 (unset or empty)
         dry_run = environ.get("DRY_RUN") == "1"
         serve_only = args[:1] == ["serve"]
@@ -147,13 +141,13 @@ class Config:
             model, dataset, agent, procs, start_id = args
         _require(procs, r"[1-9][0-9]*", "PROCESSES_PER_GPU must be a positive integer")
         _require(start_id, r"[0-9]+", "TMUX_START_ID must be a non-negative integer")
-        family = dataset_family(dataset)
-        if family is None:
-            raise LaunchError(f"unknown dataset '{dataset}' ({DATASETS})")
+        try:
+            family = datasets.family(dataset)
+        except datasets.DataError as e:
+            raise LaunchError(str(e)) from None
         if agent not in AGENTS:
             raise LaunchError(f"unknown agent '{agent}' ({', '.join(AGENTS)})")
-        if (agent, family) not in defaults:
-            raise LaunchError(f"{script} has no settings for {agent} on {family} (CODEACT_ARGS, TREE_ARGS)")
+        default_args = " ".join([*datasets.agent_defaults(dataset, agent), (overrides or {}).get((agent, family), "")])
         launcher = "tmux" if serve_only else env("LAUNCHER", "tmux")  # `serve`: for later runs here
         if launcher not in LAUNCHERS:
             raise LaunchError(f"LAUNCHER must be tmux or ray, got '{launcher}'")
@@ -182,11 +176,11 @@ class Config:
             _require(ray_workers, r"[1-9][0-9]*", "RAY_WORKERS must be a positive integer")
             _require(ray_worker_cpus, r"[0-9]*\.?[0-9]+", "RAY_WORKER_CPUS must be a number")
         data_dir = env("DATA_DIR")
-        if not data_dir and os.path.isdir(os.path.join(root, "..", "shared", "data")):
-            data_dir = os.path.normpath(os.path.join(root, "..", "shared", "data"))
+        if not data_dir and paths.SHARED_DATA.is_dir():
+            data_dir = str(paths.SHARED_DATA)
         return cls(model=model, dataset=dataset, agent=agent, procs=int(procs), start_id=int(start_id),
                    serve_only=serve_only, launcher=launcher, engine=engine, num_gpus=int(num_gpus),
-                   port_base=int(port_base), default_args=defaults[agent, family],
+                   port_base=int(port_base), default_args=default_args.rstrip(),
                    agent_args=environ.get("AGENT_ARGS", ""),
                    task_limit=int(task_limit) if task_limit else None,
                    data_dir=data_dir, log_root=log_root(environ, root), python=python, root=root,
@@ -206,7 +200,7 @@ def log_root(environ, root: str = str(ROOT)) -> str:
 
 def _count_gpus(launcher: str, ray_address: str, python: str) -> str:
     if launcher == "ray" and ray_address:  # the cluster's GPUs, not this host's
-        r = subprocess.run([python, "-m", "densepolicy.ray_backend", "--count_gpus"], text=True,
+        r = subprocess.run([python, "-m", "pipeline.ray_backend", "--count_gpus"], text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         if r.returncode != 0:
             raise LaunchError(f"cannot reach the Ray cluster at RAY_ADDRESS={ray_address}")
@@ -256,7 +250,6 @@ class AgentPlan:
 
     def args(self) -> argparse.Namespace:
         """The agent's own parse of its flags."""
-        from agents import runner
         try:
             args = runner.parse_args(self.module(), shlex.split(self.flags))
         except SystemExit:  # argparse said why on stderr
@@ -272,12 +265,10 @@ class AgentPlan:
         return self.args().max_turn
 
     def result_dir(self) -> Path:
-        from agents import runner
         return runner.load_run(self.module(), self.args())[1]
 
     def task_indices(self, every_shard: bool = False) -> list[int]:
         """Indices of the tasks this process runs (`every_shard`: of the whole run)."""
-        from agents import runner
         tasks = runner.load_run(self.module(), self.args())[0]
         if self.shard_id is not None and not every_shard:
             tasks = runner.shard_tasks(tasks, self.num_shards, self.shard_id)
@@ -333,7 +324,7 @@ def plan(config: Config, model_path: str | None = None) -> RunPlan:
         workers = c.num_gpus if c.num_gpus > 0 else c.ray_workers
         template = server.command("{gpu}", "{port}")
         flags = f"--model {q(c.model)} --served_model {q(served)} --dataset {c.dataset} {tail}"
-        command = (f"{python} -m densepolicy.ray_backend --agent {c.agent} --workers {workers}"
+        command = (f"{python} -m pipeline.ray_backend --agent {c.agent} --workers {workers}"
                    f" --gpus_per_worker {1 if c.num_gpus > 0 else 0} --cpus_per_worker {c.ray_worker_cpus}"
                    f" --slots {c.procs} --port_base {c.port_base} --max_restarts {c.max_restarts}"
                    f" --start_timeout {c.start_timeout} --log_dir {q(c.run_logs)}"
@@ -597,8 +588,9 @@ def main(argv=None) -> int:
     p.add_argument("--root", default=str(ROOT))
     p.add_argument("--start_timeout", default="900")
     p.add_argument("--max_restarts", default="3")
-    p.add_argument("--defaults", action="append", default=[], metavar="AGENT/FAMILY=FLAGS",
-                   help="an agent's flags for a dataset family (the script's CODEACT_ARGS, TREE_ARGS)")
+    p.add_argument("--override", action="append", default=[], metavar="AGENT/FAMILY=FLAGS",
+                   help="an agent's flags for a dataset family, after its registered defaults "
+                        "(the script's CODEACT_ARGS, TREE_ARGS)")
     a = p.parse_args(ours)
     try:
         if a.config:
@@ -608,11 +600,11 @@ def main(argv=None) -> int:
                 raise LaunchError(f"usage: {a.script} stop TMUX_START_ID")
             stop(log_root(os.environ, a.root), args[1])
             return 0
-        defaults = {}
-        for entry in a.defaults:
+        overrides = {}
+        for entry in a.override:
             key, flags = entry.split("=", 1)
-            defaults[tuple(key.split("/", 1))] = flags
-        config = Config.from_environment(args, os.environ, defaults=defaults, script=a.script,
+            overrides[tuple(key.split("/", 1))] = flags
+        config = Config.from_environment(args, os.environ, overrides=overrides, script=a.script,
                                          python=a.python, root=a.root, start_timeout=a.start_timeout,
                                          max_restarts=a.max_restarts)
         if os.environ.get("DRY_RUN") == "json":

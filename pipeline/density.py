@@ -40,13 +40,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from densepolicy import lf_export, pair_selection
+from dataset import DataError
+from densepolicy import lf_export, pair_selection, paths
 from densepolicy import pairs as pairs_lib
+from densepolicy.merge import max_trial_accuracy
+from densepolicy.models import resolve_model
 from densepolicy.results import AtomicFile, ResultFileError, finished_rows, iter_results
 from densepolicy.report import compare_runs
 from densepolicy.report import train_loss as recorded_loss
+from pipeline import launch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = paths.ROOT
 UNITS = ("fraction", "pairs_per_task")
 RESULT_COLUMNS = ["dataset", "density", "pairs_per_task", "tasks_planned", "tasks", "pairs",
                   "train_records", "train_loss", "eval_tasks", "solved", "accuracy", "episodes",
@@ -412,7 +416,6 @@ class Study:
     def launcher(self, model, dataset, eval_root):
         """The launcher's configuration for one evaluation, as distributed_test.sh builds it: its
         per-dataset defaults, then the study's eval_args (which win), WAIT=1."""
-        from densepolicy import launch
         env = {**os.environ, "WAIT": "1", "PORT_BASE": str(self.port_base),
                "AGENT_ARGS": f"{self.eval_args} --output_root {shlex.quote(str(eval_root))}".strip()}
         env.setdefault("LOG_DIR", str(self.logs / "launcher"))
@@ -429,8 +432,6 @@ class Study:
 
     def eval_target(self, config):
         """(result directory, task indices, max_turn) of the launcher's agents for `config`."""
-        from dataset import DataError
-        from densepolicy import launch
         run_plan = launch.plan(config)
         try:
             return run_plan.result_dir(), run_plan.task_indices(), run_plan.max_turn
@@ -443,7 +444,6 @@ class Study:
         return finished_rows(directory, dataset) if Path(directory).is_dir() else {}
 
     def evaluate(self, label, model, dataset, eval_root) -> dict:
-        from densepolicy import launch
         stage = f"evaluate {dataset}"
         try:
             config = self.launcher(model, dataset, eval_root)
@@ -458,7 +458,7 @@ class Study:
             self.stage_line(stage, label, f"{len(missing)} of {len(indices)} test tasks -> {self._path(directory)}")
             t0 = time.monotonic()
             try:  # the configuration just planned, run in a process of its own (its output: the log)
-                self.run_command(stage, label, [sys.executable, "-m", "densepolicy.launch", "--config",
+                self.run_command(stage, label, [sys.executable, "-m", "pipeline.launch", "--config",
                                                 config.to_json()])
             except BaseException:
                 # A launcher that died (or was interrupted) may leave its sessions running: end
@@ -473,7 +473,6 @@ class Study:
             if missing:
                 raise StageError(stage, label, f"{len(missing)} tasks have no result in {directory}")
             self.log(f"   evaluated in {time.monotonic() - t0:.0f}s")
-        from densepolicy.merge import max_trial_accuracy
         done = [rows[i] for i in indices]
         acc = max_trial_accuracy(done, (max_turn,))[max_turn]
         solved = sum(float(r["score"]) > 0 and (not isinstance(r.get("turns"), int) or r["turns"] <= max_turn)
@@ -524,7 +523,6 @@ class Study:
                 if len(densities) > 1:
                     self.log(f"   warning: {ds}: densities {', '.join(densities)} all come to {n} tasks "
                              f"(too few tasks with pairs to tell them apart)")
-        from densepolicy.models import resolve_model
         model_path = resolve_model(self.model)
         rows = []
         for plan in plans:

@@ -11,9 +11,9 @@ shard files named by worker id in the usual run directory: merge, scoring and re
 the tmux launcher. A worker whose server cannot come back is retired and its tasks go back to the
 queue; when no worker is left the run stops, having lost no finished task.
 
-    python -m densepolicy.ray_backend --agent codeact_agent --workers 2 --slots 1 \
+    python -m pipeline.ray_backend --agent codeact_agent --workers 2 --slots 1 \
         --server_command 'CUDA_VISIBLE_DEVICES={gpu} vllm serve M --port {port}' -- --model M --dataset gsm8k
-    python -m densepolicy.ray_backend --count_gpus       # GPUs of the cluster at RAY_ADDRESS
+    python -m pipeline.ray_backend --count_gpus       # GPUs of the cluster at RAY_ADDRESS
 """
 import argparse
 import asyncio
@@ -34,11 +34,12 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from agents import runner
 from dataset import DataError
+from densepolicy import paths
 from densepolicy.llm import LLMUnavailable
 from densepolicy.results import ResultWriter, shard_path
 from densepolicy.supervisor import Supervisor
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = paths.ROOT
 
 
 class ServerLost(RuntimeError):
