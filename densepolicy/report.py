@@ -82,6 +82,23 @@ def compare_runs(base_dir, trained_dir, dataset) -> dict:
     return sampled_comparison(base, trained)
 
 
+def summarize(dataset, pairs, greedy=None, sampled=None, seconds=None, train_results=None, extra=None) -> dict:
+    """The summary.json of a base/trained comparison: pair counts, then `greedy` and `sampled`
+    ((base run dir, trained run dir) each, or None), episodes, seconds, train_loss, `extra`.
+    ResultFileError, ValueError or OSError (one line) when a file is missing or not what it should be."""
+    summary = {**pair_counts(pairs)}
+    if greedy:
+        summary["greedy"] = greedy_summary(*greedy, dataset)
+    if sampled:
+        summary["sampled"] = sampled_summary(*sampled, dataset)
+    summary["episodes"] = summary.get("greedy", summary.get("sampled", {})).get("episodes", 0)
+    summary["seconds"] = seconds
+    if train_results:
+        summary["train_loss"] = train_loss(train_results)
+    summary.update(extra or {})
+    return summary
+
+
 def table(summary: dict) -> str:
     def pct(x):
         return f"{100 * x:.1f}%"
@@ -115,16 +132,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="summary.json to write")
     args = p.parse_args(argv)
     try:
-        summary = {**pair_counts(args.pairs)}
-        if args.greedy:
-            summary["greedy"] = greedy_summary(*args.greedy, args.dataset)
-        if args.sampled:
-            summary["sampled"] = sampled_summary(*args.sampled, args.dataset)
-        summary["episodes"] = summary.get("greedy", summary.get("sampled", {})).get("episodes", 0)
-        summary["seconds"] = args.seconds
-        if args.train_results:
-            summary["train_loss"] = train_loss(args.train_results)
-        summary.update(json.loads(args.extra))
+        summary = summarize(args.dataset, args.pairs, args.greedy, args.sampled, args.seconds,
+                            args.train_results, json.loads(args.extra))
     except (ResultFileError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
