@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from densepolicy import pairs as pairs_lib
-from pipeline.density import StageError, Study, StudyError, parse_densities, parse_total_pairs
+from pipeline.density import Study, StudyError, parse_densities, parse_total_pairs
+from pipeline.stages import StageError
 
 # ---- Editable constants (defaults: the embedded model on a CPU, like demo.sh) ---------------------
 DATASETS = "babyai_GoToRedBallGrey"   # comma-separated; pair files are named <dataset>.*.pairs.csv

@@ -16,8 +16,8 @@ these trees allow. A study density is given either as
 and every N must be at most the number of tasks that have selected pairs. With total pairs
 `auto`, P is the largest count for which every density of the study fits.
 
-Stages (each skipped when its output exists; every output is written under a temporary name and
-renamed, so an interrupted study resumes where it stopped):
+Stages (pipeline/stages.py, shared with the demo; each skipped when its output exists; every output
+is written under a temporary name and renamed, so an interrupted study resumes where it stopped):
 
   per density   merge pairs    merge_all_pairs(n_tasks={ds: N}, n_pairs={ds: P}) -> OUT/<tag>/merged_pairs.csv
                 dataset        prepare_dataset -> OUT/data/density_<tag>.json (+ OUT/data/dataset_info.json)
@@ -34,21 +34,16 @@ import json
 import math
 import os
 import shlex
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataset import DataError
-from densepolicy import lf_export, pair_selection, paths
+from densepolicy import pair_selection, paths
 from densepolicy import pairs as pairs_lib
 from densepolicy.merge import max_trial_accuracy
 from densepolicy.models import resolve_model
-from densepolicy.results import AtomicFile, ResultFileError, finished_rows, iter_results
 from densepolicy.report import compare_runs
-from densepolicy.report import train_loss as recorded_loss
-from pipeline import launch
+from densepolicy.results import AtomicFile, ResultFileError, iter_results
+from pipeline.stages import Stages, shown, train_loss
 
 ROOT = paths.ROOT
 UNITS = ("fraction", "pairs_per_task")
@@ -59,14 +54,6 @@ RESULT_COLUMNS = ["dataset", "density", "pairs_per_task", "tasks_planned", "task
 
 class StudyError(ValueError):
     """Settings or inputs that cannot make a study (before any stage ran); one line."""
-
-
-class StageError(RuntimeError):
-    """A stage failed: names the stage and the density; `details` holds the log's last lines."""
-
-    def __init__(self, stage, label, reason, details=""):
-        super().__init__(f"stage '{stage}' failed for {label}: {reason}")
-        self.stage, self.label, self.reason, self.details = stage, label, reason, details
 
 
 # --------------------------------------------------------------------------------- the plan
@@ -243,39 +230,11 @@ class Study:
         self.out = Path(self.out).resolve()
         self.data_dir = self.out / "data"
         self.logs = self.out / "logs"
-
-    def stage_line(self, stage, label, text):
-        self.log(f"== [{time.strftime('%H:%M:%S')}] {stage} ({label}): {text}")
-
-    def _path(self, p):
-        p = Path(p)
-        try:
-            return str(p.relative_to(Path.cwd()))
-        except ValueError:
-            return str(p)
-
-    def run_command(self, stage, label, argv, env=None, log_name=None):
-        """Run one stage's command from the repository root, its output in a log file."""
-        log_path = self.logs / (log_name or f"{label.replace(' ', '_')}.{stage.replace(' ', '_')}.log")
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "w", encoding="utf-8") as f:
-            f.write("$ " + shlex.join(str(a) for a in argv) + "\n")
-            f.flush()
-            try:
-                proc = subprocess.Popen([str(a) for a in argv], cwd=ROOT, env=env, text=True,
-                                        errors="replace", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            except OSError as e:
-                raise StageError(stage, label, f"cannot start {argv[0]} ({e})") from None
-            for line in proc.stdout:
-                f.write(line)
-                if self.verbose:
-                    sys.stdout.write(line)
-                    sys.stdout.flush()
-            code = proc.wait()
-        if code != 0:
-            tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
-            raise StageError(stage, label, f"exit {code} (log: {self._path(log_path)})", "\n".join(tail))
-        return log_path
+        # Each evaluation starts its own server (one model each); its launcher logs stay in the study.
+        self.stages = Stages(logs=self.logs, log=self.log, verbose=self.verbose,
+                             seconds_file=self.logs / "stage_seconds.tsv", start_id=self.start_id,
+                             port_base=self.port_base, num_gpus=self.num_gpus,
+                             launcher_logs=str(self.logs / "launcher"))
 
     # ----------------------------------------------------------------------- settings
     def resolve(self):
@@ -328,156 +287,38 @@ class Study:
                 "eval_tasks": self.eval_tasks, "eval_args": self.eval_args}
 
     # ------------------------------------------------------------------------- stages
+    # The shared stages (pipeline/stages.py) with the study's names, labels and paths.
     def merge_pairs(self, plan: DensityPlan) -> Path:
-        out = self.out / plan.tag / "merged_pairs.csv"
-        if out.exists():
-            self.stage_line("merge pairs", plan.label, f"skipped, {self._path(out)} exists")
-            return out
-        self.stage_line("merge pairs", plan.label, ", ".join(
-            f"{ds}: {plan.pairs[ds]} pairs from the top {plan.tasks[ds]} tasks" for ds in self.datasets))
-        lines = []
-        try:
-            pair_selection.merge_all_pairs(self.pair_files, out, n_tasks=plan.tasks, n_pairs=plan.pairs,
-                              default_density=None, seed=self.seed, log=lines.append)
-        except (pairs_lib.PairsError, ResultFileError, OSError) as e:
-            raise StageError("merge pairs", plan.label, str(e)) from None
-        for line in lines:
-            self.log(f"   {line}")
-        return out
+        return self.stages.merge_pairs(
+            "merge pairs", plan.label, self.pair_files, self.out / plan.tag / "merged_pairs.csv",
+            n_tasks=plan.tasks, n_pairs=plan.pairs, seed=self.seed, what=", ".join(
+                f"{ds}: {plan.pairs[ds]} pairs from the top {plan.tasks[ds]} tasks" for ds in self.datasets))
 
     def dataset(self, plan: DensityPlan, merged: Path, model_path: str) -> str:
         name = f"density_{plan.tag}"
-        data, summary = self.data_dir / f"{name}.json", self.out / plan.tag / "train_set.json"
-        info = self.data_dir / "dataset_info.json"
-        registered = False
-        if info.exists():
-            try:
-                registered = json.loads(info.read_text(encoding="utf-8")).get(name, {}).get("file_name") == data.name
-            except (json.JSONDecodeError, AttributeError):
-                registered = False
-        if data.exists() and summary.exists() and registered:
-            self.stage_line("dataset", plan.label, f"skipped, {self._path(data)} exists")
-            return name
-        self.stage_line("dataset", plan.label, f"{self._path(merged)} -> {self._path(data)}")
-        lines = []
-        try:
-            s = lf_export.prepare_dataset(merged, self.data_dir, name, model_path, cutoff_len=self.cutoff_len,
-                                  log=lines.append)
-        except (pairs_lib.PairsError, ResultFileError, OSError) as e:
-            raise StageError("dataset", plan.label, str(e)) from None
-        for line in lines:
-            self.log(f"   {line}")
-        if s["dropped_too_long"]:
-            self.log(f"   warning: {s['dropped_too_long']} pairs over {self.cutoff_len} tokens dropped: "
-                     f"this density trains on fewer pairs than asked")
-        with AtomicFile(summary) as w:
-            w.write(json.dumps({"records": s["kept"], "dropped_too_long": s["dropped_too_long"]}) + "\n")
+        self.stages.dataset(plan.label, merged, self.data_dir, name, model_path, self.cutoff_len,
+                            self.out / plan.tag / "train_set.json")
         return name
 
     def train(self, plan: DensityPlan, name: str, model_path: str) -> Path:
-        out = self.out / plan.tag / "lora"
-        if out.is_dir():
-            self.stage_line("train", plan.label, f"skipped, {self._path(out)} exists")
-            return out
-        tmp = out.with_name(out.name + ".tmp")
-        _rmtree(tmp)
-        argv = [ROOT / self.treedpo_venv / "bin" / "llamafactory-cli", "train", self.config_path,
-                f"model_name_or_path={model_path}", f"dataset={name}", f"dataset_dir={self.data_dir}",
-                f"output_dir={tmp}", *shlex.split(self.train_args)]
-        self.stage_line("train", plan.label, f"{self.treedpo_config} on {name} -> {self._path(out)}")
-        t0 = time.monotonic()
-        try:
-            self.run_command("train", plan.label, argv)
-            if not ((tmp / "adapter_config.json").exists() or (tmp / "config.json").exists()):
-                raise StageError("train", plan.label, f"{tmp} holds neither an adapter nor a model")
-        except BaseException:
-            _rmtree(tmp)
-            raise
-        os.replace(tmp, out)
-        self.log(f"   trained in {time.monotonic() - t0:.0f}s; loss {_fmt_loss(train_loss(out))}")
-        return out
+        return self.stages.train(plan.label, self.config_path, self.treedpo_venv, model_path, name,
+                                 self.data_dir, self.out / plan.tag / "lora", shlex.split(self.train_args))
 
     def merge_adapter(self, plan: DensityPlan, trained: Path, model_path: str) -> Path:
-        if not (trained / "adapter_config.json").exists():  # full fine-tuning: the model itself
-            self.stage_line("merge adapter", plan.label, f"skipped, {self._path(trained)} is a full model")
-            return trained
-        out = self.out / plan.tag / "model"
-        if (out / "config.json").exists():
-            self.stage_line("merge adapter", plan.label, f"skipped, {self._path(out)} exists")
-            return out
-        self.stage_line("merge adapter", plan.label, f"{self._path(trained)} -> {self._path(out)}")
-        # merge_lora.py writes OUT.tmp and renames it.
-        self.run_command("merge adapter", plan.label,
-                         [ROOT / self.treedpo_venv / "bin" / "python", ROOT / "TreeDPO" / "merge_lora.py",
-                          "--base", model_path, "--adapter", trained, "--out", out])
-        return out
-
-    # ---------------------------------------------------------------------- evaluation
-    def launcher(self, model, dataset, eval_root):
-        """The launcher's configuration for one evaluation, as distributed_test.sh builds it: its
-        per-dataset defaults, then the study's eval_args (which win), WAIT=1."""
-        env = {**os.environ, "WAIT": "1", "PORT_BASE": str(self.port_base),
-               "AGENT_ARGS": f"{self.eval_args} --output_root {shlex.quote(str(eval_root))}".strip()}
-        env.setdefault("LOG_DIR", str(self.logs / "launcher"))
-        if self.eval_tasks is not None:
-            env["TASK_LIMIT"] = str(self.eval_tasks)
-        else:
-            env.pop("TASK_LIMIT", None)
-        if self.num_gpus is not None:
-            env["NUM_GPUS"] = str(self.num_gpus)
-        try:
-            return launch.configure([model, dataset, "codeact_agent", self.eval_procs, self.start_id], env)
-        except launch.LaunchError as e:
-            raise StageError(f"evaluate {dataset}", "", f"the launcher refused the run: {e}") from None
-
-    def eval_target(self, config):
-        """(result directory, task indices, max_turn) of the launcher's agents for `config`."""
-        run_plan = launch.plan(config)
-        try:
-            return run_plan.result_dir(), run_plan.task_indices(), run_plan.max_turn
-        except (DataError, launch.LaunchError) as e:
-            raise StageError(f"evaluate {config.dataset}", "", str(e)) from None
-
-    @staticmethod
-    def eval_rows(directory, dataset) -> dict:
-        """{task index: row} over every shard and merged file of the run (archived ones too)."""
-        return finished_rows(directory, dataset) if Path(directory).is_dir() else {}
+        return self.stages.merge_adapter(plan.label, trained, model_path, self.out / plan.tag / "model",
+                                         self.treedpo_venv)
 
     def evaluate(self, label, model, dataset, eval_root) -> dict:
-        stage = f"evaluate {dataset}"
-        try:
-            config = self.launcher(model, dataset, eval_root)
-            directory, indices, max_turn = self.eval_target(config)
-        except StageError as e:
-            raise StageError(stage, label, e.reason) from None
-        rows = self.eval_rows(directory, dataset)
-        missing = [i for i in indices if i not in rows]
-        if not missing:
-            self.stage_line(stage, label, f"skipped, {len(indices)} tasks done in {self._path(directory)}")
-        else:
-            self.stage_line(stage, label, f"{len(missing)} of {len(indices)} test tasks -> {self._path(directory)}")
-            t0 = time.monotonic()
-            try:  # the configuration just planned, run in a process of its own (its output: the log)
-                self.run_command(stage, label, [sys.executable, "-m", "pipeline.launch", "--config",
-                                                config.to_json()])
-            except BaseException:
-                # A launcher that died (or was interrupted) may leave its sessions running: end
-                # exactly those it listed in its manifest.
-                try:
-                    launch.stop(config.log_root, str(config.start_id), report=lambda _: None)
-                except launch.LaunchError:  # no manifest: nothing was started
-                    pass
-                raise
-            rows = self.eval_rows(directory, dataset)
-            missing = [i for i in indices if i not in rows]
-            if missing:
-                raise StageError(stage, label, f"{len(missing)} tasks have no result in {directory}")
-            self.log(f"   evaluated in {time.monotonic() - t0:.0f}s")
-        done = [rows[i] for i in indices]
-        acc = max_trial_accuracy(done, (max_turn,))[max_turn]
-        solved = sum(float(r["score"]) > 0 and (not isinstance(r.get("turns"), int) or r["turns"] <= max_turn)
-                     for r in done)
-        return {"eval_tasks": len(done), "solved": solved, "accuracy": acc, "run_dir": directory}
+        """The plain agent on the first eval_tasks test tasks (with the launcher's per-dataset
+        defaults, then eval_args); rows already there are kept."""
+        done = self.stages.run_agents(
+            f"evaluate {dataset}", label, model, dataset, "codeact_agent",
+            f"{self.eval_args} --output_root {shlex.quote(str(eval_root))}", task_limit=self.eval_tasks,
+            procs=self.eval_procs)
+        acc = max_trial_accuracy(done.rows, (done.max_turn,))[done.max_turn]
+        solved = sum(float(r["score"]) > 0 and (not isinstance(r.get("turns"), int) or r["turns"] <= done.max_turn)
+                     for r in done.rows)
+        return {"eval_tasks": len(done.rows), "solved": solved, "accuracy": acc, "run_dir": done.directory}
 
     # -------------------------------------------------------------------------- report
     def set_stats(self, plan: DensityPlan, merged: Path) -> dict:
@@ -497,9 +338,9 @@ class Study:
         if (png.exists() and csv_path.exists() and md_path.exists()
                 and csv_path.read_text(encoding="utf-8") == csv_text
                 and md_path.read_text(encoding="utf-8") == md_text):
-            self.stage_line("report", "all", f"skipped, {self._path(csv_path)} is up to date")
+            self.stages.line("report", "all", f"skipped, {shown(csv_path)} is up to date")
         else:
-            self.stage_line("report", "all", f"{self._path(csv_path)}, {self._path(md_path)}, {self._path(png)}")
+            self.stages.line("report", "all", f"{shown(csv_path)}, {shown(md_path)}, {shown(png)}")
             plot(rows, png, self)
             for path, text in ((csv_path, csv_text), (md_path, md_text)):
                 with AtomicFile(path) as w:
@@ -511,7 +352,7 @@ class Study:
     # ----------------------------------------------------------------------------- run
     def run(self):
         plans = self.resolve()
-        self.log(f"== density study in {self._path(self.out)}: "
+        self.log(f"== density study in {shown(self.out)}: "
                  + "; ".join(f"{ds}: {p} pairs per training set, tasks "
                              + ", ".join(f"{pl.tasks[ds]} (density {pl.density:g})" for pl in plans)
                              for ds, p in self.resolved_pairs.items()))
@@ -561,23 +402,6 @@ def add_intervals(rows):
         r["ci_low"], r["ci_high"] = (100 * x for x in c["base_ci" if r is b else "trained_ci"])
         if r is not b:
             r["p_vs_base"] = c["p_value"]
-
-
-def _rmtree(path):
-    import shutil
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def train_loss(trained: Path):
-    """The training loss LLaMA-Factory recorded in a trained directory (None: not recorded)."""
-    try:
-        return recorded_loss(Path(trained) / "train_results.json")
-    except (OSError, ValueError):
-        return None
-
-
-def _fmt_loss(x):
-    return "-" if x is None else f"{x:.4f}"
 
 
 def _cell(row, key):
