@@ -60,9 +60,12 @@ def positive(text):
     return int(text)
 
 
+class Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, each flag's default after its help."""
+
+
 def parser() -> Parser:
-    p = Parser(prog="demo.sh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-               allow_abbrev=False)
+    p = Parser(prog="demo.sh", description=__doc__, formatter_class=Help, allow_abbrev=False)
     flag = p.add_argument
     flag("--model", default="SmolLM2-135M-Instruct",
          help="[hashed] the policy: the embedded model, a model directory or a hub id")
