@@ -15,6 +15,8 @@ tests and benchmarks serve identically.
         --gpu 0 --num_gpus 0 --log_dir logs/run_0
 """
 import argparse
+import dataclasses
+import json
 import os
 import shlex
 import shutil
@@ -114,6 +116,23 @@ class ServerSpec:
     @property
     def served_name(self) -> str:
         return served_name(self.engine, self.model, self.model_path)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ServerSpec":
+        """ValueError (one line) for anything but an object of these fields with a known engine."""
+        fields = json.loads(text)
+        if not isinstance(fields, dict):
+            raise ValueError("not a JSON object")
+        try:
+            spec = cls(**fields)
+        except TypeError as e:  # a missing or unknown field
+            raise ValueError(str(e).replace("ServerSpec.__init__()", "server spec")) from None
+        if spec.engine not in ENGINES:
+            raise ValueError(f"unknown engine {spec.engine!r}")
+        return spec
 
 
 def healthy(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> bool:

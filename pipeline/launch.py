@@ -282,7 +282,7 @@ class RunPlan:
     served_model: str
     servers: tuple[ServerPlan, ...]
     agents: tuple[AgentPlan, ...]   # the agent processes, or the one Ray driver
-    ray_server: str | None = None   # LAUNCHER=ray: each worker's server line, {gpu} and {port} open
+    ray_server: str | None = None   # LAUNCHER=ray: each worker's server line, {gpu} and {port} shown open
 
     def lines(self) -> list[str]:
         """What DRY_RUN=1 prints."""
@@ -322,13 +322,13 @@ def plan(config: Config, model_path: str | None = None) -> RunPlan:
     logged = dict(agent=c.agent, data_dir=c.data_dir)
     if c.launcher == "ray":
         workers = c.num_gpus if c.num_gpus > 0 else c.ray_workers
-        template = server.command("{gpu}", "{port}")
+        template = server.command("{gpu}", "{port}")  # printed by DRY_RUN; each worker fills in its own
         flags = f"--model {q(c.model)} --served_model {q(served)} --dataset {c.dataset} {tail}"
         command = (f"{python} -m pipeline.ray_backend --agent {c.agent} --workers {workers}"
                    f" --gpus_per_worker {1 if c.num_gpus > 0 else 0} --cpus_per_worker {c.ray_worker_cpus}"
                    f" --slots {c.procs} --port_base {c.port_base} --max_restarts {c.max_restarts}"
                    f" --start_timeout {c.start_timeout} --log_dir {q(c.run_logs)}"
-                   f" --server_command {q(template)}"
+                   f" --server_spec {q(server.to_json())}"
                    f" -- {flags}")
         driver = AgentPlan(f"dp_{c.start_id}", command, flags=flags, log=f"{c.run_logs}/driver.log",
                            status=f"{c.run_logs}/driver.status", **logged)

@@ -12,7 +12,8 @@ the tmux launcher. A worker whose server cannot come back is retired and its tas
 queue; when no worker is left the run stops, having lost no finished task.
 
     python -m pipeline.ray_backend --agent codeact_agent --workers 2 --slots 1 \
-        --server_command 'CUDA_VISIBLE_DEVICES={gpu} vllm serve M --port {port}' -- --model M --dataset gsm8k
+        --server_spec '{"engine": "vllm", "model_path": "/models/M", "model": "M", "num_gpus": 2}' \
+        -- --model M --dataset gsm8k
     python -m pipeline.ray_backend --count_gpus       # GPUs of the cluster at RAY_ADDRESS
 """
 import argparse
@@ -34,7 +35,7 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from agents import runner
 from dataset import DataError
-from densepolicy import paths
+from densepolicy import engines, paths
 from densepolicy.llm import LLMUnavailable
 from densepolicy.results import ResultWriter, shard_path
 from densepolicy.supervisor import Supervisor
@@ -44,16 +45,6 @@ ROOT = paths.ROOT
 
 class ServerLost(RuntimeError):
     """A worker's model server died and could not be restarted."""
-
-
-@dataclass(frozen=True)
-class CommandTemplate:
-    """A server spec given as one command line with {gpu} and {port} left open (--server_command,
-    what the launcher passes: the line of its engines.ServerSpec). Either has `command(gpu, port)`."""
-    template: str
-
-    def command(self, gpu: str, port: int) -> str:
-        return self.template.replace("{gpu}", gpu).replace("{port}", str(port))
 
 
 class Worker:
@@ -201,8 +192,8 @@ def _stop_on_signals():
 
 
 def run(cfg, agent, args) -> int:
-    """The run `cfg` (main's flags) asks for; `cfg.server` has `command(gpu, port)`: an
-    engines.ServerSpec, or the CommandTemplate of --server_command."""
+    """The run `cfg` (main's flags) asks for; `cfg.server` is the engines.ServerSpec each worker
+    starts its server from (its command line for the worker's GPU and port)."""
     tasks, out_dir, done = runner.load_run(agent, args)
     pending = [t for t in tasks if t["index"] not in done]
     split = args.split or agent.DEFAULT_SPLIT
@@ -306,7 +297,8 @@ def main(argv=None) -> int:
     p.add_argument("--cpus_per_worker", type=float, default=1)
     p.add_argument("--slots", type=int, default=1,
                    help="PROCESSES_PER_GPU: a worker runs slots x --concurrency tasks at once")
-    p.add_argument("--server_command", help="server command line; {gpu} and {port} are filled in")
+    p.add_argument("--server_spec", help="the servers' engines.ServerSpec as JSON (engine, model_path, "
+                                         "model, num_gpus; log_dir optional)")
     p.add_argument("--port_base", type=int, default=8000)
     p.add_argument("--log_dir", default="logs/ray", help="server logs (on each worker's node)")
     p.add_argument("--max_restarts", type=int, default=3, help="server restarts per worker")
@@ -316,10 +308,13 @@ def main(argv=None) -> int:
     if cfg.count_gpus:
         print(count_gpus())
         return 0
-    if not cfg.agent or not cfg.server_command or cfg.workers < 1:
-        p.error("--agent, --server_command and --workers >= 1 are needed")
+    if not cfg.agent or not cfg.server_spec or cfg.workers < 1:
+        p.error("--agent, --server_spec and --workers >= 1 are needed")
     cfg.log_dir = str(Path(cfg.log_dir).resolve())
-    cfg.server = CommandTemplate(cfg.server_command)
+    try:
+        cfg.server = engines.ServerSpec.from_json(cfg.server_spec)
+    except ValueError as e:
+        p.error(f"--server_spec: {e}")
     agent = importlib.import_module(f"agents.{cfg.agent}")
     args = runner.parse_args(agent, agent_argv)
     try:

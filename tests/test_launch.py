@@ -72,9 +72,13 @@ def test_ray_plan_one_driver_every_task_and_the_workers_server_line():
     [driver] = run_plan.agents
     assert driver.shard_id is None and driver.task_indices() == list(range(7))
     assert " --workers 3 --gpus_per_worker 0 " in driver.command
-    from pipeline.ray_backend import CommandTemplate
     spec = engines.ServerSpec(config.engine, config.model, config.model, 0, config.run_logs)
-    assert CommandTemplate(run_plan.ray_server).command("", 8123) == spec.command("", 8123)
+    assert f" --server_spec {launch.bash_quote(spec.to_json())} " in driver.command
+    assert engines.ServerSpec.from_json(spec.to_json()) == spec
+    assert run_plan.ray_server == spec.command("{gpu}", "{port}")
+    for bad in ("[1]", '{"engine": "sglang", "model_path": "m", "model": "m", "num_gpus": 0}', '{"x": 1}'):
+        with pytest.raises(ValueError):
+            engines.ServerSpec.from_json(bad)
 
 
 def test_serve_plans_servers_only():
