@@ -16,7 +16,7 @@ blocks, and at least the last prompt token is always computed, so a second, bloc
 much the block size costs; the gap between it and the achieved rate is what sibling requests
 racing their parent's blocks (or eviction) cost.
 
-    python bench/engines.py                    # about 15 minutes on 2 cores
+    python bench/engines.py                    # about 10 minutes on 2 cores
     python bench/engines.py --skip_compiled    # without the compiled start-up measurement
 
 Ends with `cache_vs_bound=<achieved hit rate / bound hit rate>` (gsm8k and babyai together) and
@@ -106,7 +106,8 @@ def run_engine(engine, args, model_path, workdir, rows_of) -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--gsm8k_tasks", type=int, default=2, help="first N GSM8K train tasks")
+    p.add_argument("--gsm8k_tasks", type=int, default=8,
+                   help="first N GSM8K train tasks (8 keep about 24 requests in flight; 2 only 6)")
     p.add_argument("--gsm8k_rollouts", type=int, default=4, help="rollouts per GSM8K tree")
     p.add_argument("--babyai_tasks", type=int, default=5, help="first N BabyAI train tasks (the demo's)")
     p.add_argument("--skip_compiled", action="store_true", help="do not time a compiled vLLM start-up")
