@@ -205,11 +205,6 @@ def parse_args(agent, argv=None) -> argparse.Namespace:
 
 def main(agent, argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "--print_run_dir" in argv:  # `--print_run_dir --model M [--output_root R] FLAGS...`: where rows go
-        argv = [a for a in argv if a != "--print_run_dir"]
-        args = parse_args(agent, ["--dataset", "gsm8k", *argv])
-        print(run_dir(args.output_root, agent.NAME, args.model, agent.run_name(args)))
-        return 0
     args = parse_args(agent, argv)
     try:
         return asyncio.run(run(agent, args))

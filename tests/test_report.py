@@ -73,17 +73,3 @@ def test_report_records_train_loss_and_rejects_other_files(tmp_path):
     assert r.returncode == 1 and "pairs.csv" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "t.json").exists()
 
-
-def test_print_run_dir_is_where_the_agent_writes(tmp_path):
-    """demo.sh finds each evaluation's rows with --print_run_dir: the agent's own output directory."""
-    from agents import codeact_agent, runner
-    from densepolicy.results import run_dir
-    flags = ["--n_icl", "2", "--max_steps", "3", "--temperature", "1.0", "--samples", "2"]
-    model = str(tmp_path / "trained_model")
-    r = run_cli("-m", "agents.codeact_agent", "--print_run_dir", "--model", model,
-                "--output_root", str(tmp_path / "eval"), *flags)
-    assert r.returncode == 0, r.stderr
-    args = runner.parse_args(codeact_agent, ["--model", model, "--dataset", DS,
-                                             "--output_root", str(tmp_path / "eval"), *flags])
-    assert r.stdout.strip() == str(run_dir(args.output_root, codeact_agent.NAME, model, codeact_agent.run_name(args)))
-    assert r.stdout.strip().startswith(str(tmp_path / "eval")) and "temperature1x2" in r.stdout
