@@ -92,10 +92,7 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     except StageError as e:
-        if e.details:
-            print(e.details, file=sys.stderr)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return e.report()
     return 0
 
 

@@ -80,9 +80,7 @@ def main(argv=None):
     ap.add_argument("--dataset_file_name", help="merged result file name (shard id None)")
     ap.add_argument("--data_sub_dir", help="pairs are written to DATA_DIR/DATA_SUB_DIR/")
     ap.add_argument("--dataset", help="dataset name (default: the result file name's prefix)")
-    ap.add_argument("--thre_value", type=float, default=THRE_VALUE)
-    ap.add_argument("--thre_max", type=int, default=THRE_MAX)
-    ap.add_argument("--max_length", type=int, default=MAX_LENGTH)
+    tree.add_pair_flags(ap, THRE_VALUE, THRE_MAX, MAX_LENGTH)
     ap.add_argument("--n_draw", type=int, default=N_DRAW)
     ap.add_argument("--keep_truncated", action="store_true",
                     help="keep pairs with a reply cut off at max_tokens as a chosen side or as a completed action "

@@ -10,7 +10,7 @@ do, so the chosen and rejected siblings shown are the pairs that script extracts
 import argparse
 import sys
 
-from densepolicy.tree import MAX_LENGTH, THRE_MAX, THRE_VALUE
+from densepolicy.tree import add_pair_flags
 from densepolicy.viewer import ViewerError, render
 
 
@@ -19,9 +19,7 @@ def main(argv=None):
     ap.add_argument("result_csv", help="a tree result file (codeact_agent_tree), shard or merged")
     ap.add_argument("--index", help="the task index (the `index` column) to show; default: every task")
     ap.add_argument("--out", help="HTML file to write (default: next to the CSV, <name>.tree[_N].html)")
-    ap.add_argument("--thre_value", type=float, default=THRE_VALUE)
-    ap.add_argument("--thre_max", type=int, default=THRE_MAX)
-    ap.add_argument("--max_length", type=int, default=MAX_LENGTH)
+    add_pair_flags(ap)
     args = ap.parse_args(argv)
     try:
         out = render(args.result_csv, args.out, args.index, args.thre_value, args.thre_max,

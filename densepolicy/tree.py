@@ -30,6 +30,16 @@ MAX_LENGTH = 30   # pairs at a contrast step (depth of the contrasted action) de
 EPS = 1e-9  # means of 0/1 outcomes like 5/6 - 1/3 must not fall just under the 0.5 threshold
 
 
+def add_pair_flags(parser, thre_value=THRE_VALUE, thre_max=THRE_MAX, max_length=MAX_LENGTH):
+    """--thre_value, --thre_max and --max_length, for every script that extracts or marks pairs."""
+    parser.add_argument("--thre_value", type=float, default=thre_value,
+                        help="|value(chosen) - value(rejected)| a selected pair needs")
+    parser.add_argument("--thre_max", type=int, default=thre_max,
+                        help="cap of the visit threshold min(floor(2^avg_depth), THRE_MAX)")
+    parser.add_argument("--max_length", type=int, default=max_length,
+                        help="pairs at a contrast step deeper than this are left out")
+
+
 class NodeStats(NamedTuple):
     """The statistics of one explored node (see the module docstring)."""
     value: float

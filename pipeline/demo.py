@@ -267,10 +267,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except StageError as e:
-        if e.details:
-            print(e.details, file=sys.stderr)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return e.report()
     except KeyboardInterrupt:
         return 130
     print(f"== summary: {shown(Path(args.out) / 'summary.json')}")

@@ -47,6 +47,13 @@ class StageError(RuntimeError):
         super().__init__(f"stage '{stage}' failed{f' for {label}' if label else ''}: {reason}")
         self.stage, self.label, self.reason, self.details = stage, label, reason, details
 
+    def report(self) -> int:
+        """Print the log's last lines and the one-line error to stderr; the exit status (1)."""
+        if self.details:
+            print(self.details, file=sys.stderr)
+        print(f"error: {self}", file=sys.stderr)
+        return 1
+
 
 @dataclass
 class Finished:
