@@ -86,6 +86,13 @@ def parse_reply(text: str) -> Parsed:
     return Parsed("none")
 
 
+def observation_of(output: str) -> str:
+    """An action's output as the next user turn: trimmed, because Llama-3's chat template trims
+    every message when serving while LLaMA-Factory trains on the text as stored; a hint when the
+    code printed nothing."""
+    return output.strip() or prompts.EMPTY_OUTPUT_HINT
+
+
 def normalise_reply(text: str, parsed: Parsed) -> str:
     """The assistant turn as stored: the reply up to its first action, closed by `End Action`."""
     if parsed.kind != "action":
@@ -131,7 +138,7 @@ async def step(llm: LLMClient, pool, task: Task, state: EpisodeState,
 
     if parsed.kind == "action":
         snapshot, result = await pool.run(state.snapshot, parsed.code)
-        observation = result.output if result.output.strip() else prompts.EMPTY_OUTPUT_HINT
+        observation = observation_of(result.output)
         if parsed.extra_actions:
             observation += "\n" + prompts.MULTIPLE_ACTIONS_REMINDER
         entry.update(timed_out=result.timed_out, crashed=result.crashed)

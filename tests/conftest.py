@@ -70,8 +70,7 @@ def replay_history(history: list[dict], setup=None, setup_kwargs=None) -> int:
     """Re-run every action of an episode's history in a fresh sandbox and check that each
     observation in the history is exactly what the code printed. Returns the number of actions."""
     import asyncio
-    from agents import prompts
-    from agents.codeact import parse_reply
+    from agents.codeact import observation_of, parse_reply
     from densepolicy.sandbox import SandboxPool
 
     async def go():
@@ -87,7 +86,7 @@ def replay_history(history: list[dict], setup=None, setup_kwargs=None) -> int:
                 actions += 1
                 snapshot, result = await pool.run(snapshot, parsed.code)
                 if i + 1 < len(history):
-                    expected = result.output if result.output.strip() else prompts.EMPTY_OUTPUT_HINT
+                    expected = observation_of(result.output)
                     assert history[i + 1]["content"].startswith(expected), (parsed.code, expected)
         return actions
 

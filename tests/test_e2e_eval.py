@@ -26,6 +26,8 @@ def test_gsm8k_eval_through_the_launcher_and_merge(tmp_path, shared_server):
         assert row["log_infos"]["end_reason"] in {"solved", "max_turn", "max_steps", "context_exhausted"}
         replies = [m["content"] for m in row["history"] if m["role"] == "assistant"]
         assert len(replies) == row["steps"] and all(r.strip() for r in replies)
+        # Stored trimmed: Llama-3's template trims each message when serving, training does not.
+        assert all(m["content"] == m["content"].strip() for m in row["history"])
         # Every observation that followed code is what that code really printed.
         replay_history(row["history"])
 

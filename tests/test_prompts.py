@@ -43,6 +43,20 @@ def test_structure_with_examples(kind, n_icl):
     assert len(answers) == n_icl
 
 
+def test_every_prompt_message_is_trimmed():
+    """Llama-3's chat template trims each message and LLaMA-Factory does not: stored text must be
+    trimmed already for training and serving to agree (see test_treedpo's Llama-3 test)."""
+    from dataset import dataset_info
+    for name in ("gsm8k", "math", "babyai_GoToRedBallGrey", "alfworld_put"):
+        info = dataset_info(name)
+        for n_icl in (0, 2, 8):
+            msgs = build_messages(info["kind"], "  a goal \n", n_icl=n_icl, icl=info.get("icl"),
+                                  tools_doc=info.get("tools_doc"), env_state="You see a wall.\n")
+            assert all(m["content"] == m["content"].strip() for m in msgs), (name, n_icl)
+    from agents.codeact import observation_of
+    assert observation_of("42 7\n") == "42 7" and observation_of(" \n") == prompts.EMPTY_OUTPUT_HINT
+
+
 def test_n_icl_caps_and_zero():
     assert build_messages("math", "g", n_icl=5) == build_messages("math", "g", n_icl=1)
     assert len(build_messages("gsm8k", "g", n_icl=0)) == 1

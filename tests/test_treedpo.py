@@ -144,24 +144,41 @@ def test_lora_dpo_train_merge_and_generate(treedpo, dataset_dir, model_path, tmp
         assert reply.strip()
 
 
+TURNS = [{"role": "user", "content": "Your task is to: go to the red ball"},
+         {"role": "assistant", "content": 'Action:\ngo_to("red ball 1")\nEnd Action'},
+         {"role": "user", "content": "You see a wall 1 step ahead."},
+         {"role": "assistant", "content": "Action:\nturn_left()\nEnd Action"}]
+
+
+def template_ids(treedpo, model_path, template, system, messages, *flags):
+    """{"trained": LLaMA-Factory's ids, "served": the chat template's ids} (tests/lf_template_ids.py)."""
+    r = subprocess.run([str(treedpo / "python"), str(ROOT / "tests" / "lf_template_ids.py"), model_path,
+                        template, system, *flags], input=json.dumps(messages), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.splitlines()[-1])
+
+
 def test_llamafactory_trains_on_the_tokens_the_server_prompts_with(treedpo, model_path):
     """The CPU config's template and default_system give exactly the model's own chat template's
     token ids (its system prompt lacks the final period of LLaMA-Factory's smollm2 template)."""
     import yaml
     config = yaml.safe_load((ROOT / "TreeDPO" / "smollm2_lora_dpo_cpu.yaml").read_text())
-    messages = [{"role": "user", "content": "Your task is to: go to the red ball"},
-                {"role": "assistant", "content": 'Action:\ngo_to("red ball 1")\nEnd Action'},
-                {"role": "user", "content": "You see a wall 1 step ahead."},
-                {"role": "assistant", "content": "Action:\nturn_left()\nEnd Action"}]
-
-    def ids(system):
-        r = subprocess.run([str(treedpo / "python"), str(ROOT / "tests" / "lf_template_ids.py"), model_path,
-                            config["template"], system], input=json.dumps(messages), capture_output=True,
-                           text=True, timeout=300)
-        assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout.splitlines()[-1])
-
-    fixed = ids(config["default_system"])
+    fixed = template_ids(treedpo, model_path, config["template"], config["default_system"], TURNS)
     assert fixed["trained"] == fixed["served"]
-    unfixed = ids("")  # the template's own default: one token off
+    unfixed = template_ids(treedpo, model_path, config["template"], "", TURNS)  # its own default: one token off
     assert unfixed["trained"] != unfixed["served"] and len(unfixed["trained"]) == len(unfixed["served"]) + 1
+
+
+def test_llama3_template_trains_on_the_tokens_the_server_prompts_with(treedpo, model_path):
+    """Llama-3's chat template trims every message; LLaMA-Factory's `llama3` template does not. The
+    agent stores observations trimmed (codeact.observation_of), so the two agree; an observation
+    stored as printed (with its final newline) would not."""
+    from agents.codeact import observation_of
+    printed = "You see a wall 1 step ahead.\n"
+    stored = [*TURNS[:2], {"role": "user", "content": observation_of(printed)}, TURNS[3]]
+    ids = template_ids(treedpo, model_path, "llama3", "", stored, "--llama3")
+    assert ids["trained"] == ids["served"]
+    as_printed = [*TURNS[:2], {"role": "user", "content": printed}, TURNS[3]]
+    ids = template_ids(treedpo, model_path, "llama3", "", as_printed, "--llama3")
+    assert ids["trained"] != ids["served"]
