@@ -122,6 +122,12 @@ def families() -> dict[str, DatasetSpec]:
     return dict(_registry())
 
 
+def names() -> list[str]:
+    """Every exact dataset name registered (families also take names their spec matches)."""
+    _registry()
+    return sorted(_BY_NAME)
+
+
 def load_tasks(name: str, split: str, data_dir: str | None = None) -> list[dict]:
     """Tasks of dataset `name` for `split` ('train' / 'test'; see each module for extras)."""
     return spec(name).load_tasks(name, split, data_dir)
@@ -146,10 +152,3 @@ def agent_defaults(name: str, agent: str) -> list[str]:
                      max_sample_number=s.tree.max_sample_number)
     return [word for flag, value in flags.items() if value is not None
             for word in (f"--{flag}", str(value))]
-
-
-def __getattr__(attr: str):
-    if attr == "LOADERS":  # dataset name -> the module under dataset/ loading it (older view)
-        _registry()
-        return {n: s.load_tasks.__module__.rpartition(".")[2] for n, s in _BY_NAME.items()}
-    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")

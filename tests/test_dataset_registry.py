@@ -10,7 +10,7 @@ from dataset import DataError, agent_defaults, family, spec
 from dataset.environment import ToolEnvironment
 
 from densepolicy.paths import ROOT
-ALL_NAMES = sorted(dataset.LOADERS) + ["babyai_gotolocal", "babyai_GoToObj"]
+ALL_NAMES = dataset.names() + ["babyai_gotolocal", "babyai_GoToObj"]
 
 
 def test_lookup():
