@@ -53,6 +53,6 @@ def test_each_node_is_generated_once():
             assert len(labels) == 2 and outcome == 1
         else:
             assert len(labels) == 3 and outcome == (labels[2] != 2)
-        assert row["history"][key][1]["content"] == f"{int(row['policies'][key][0] * 10)}\n"
+        assert row["history"][key][1]["content"] == f"{int(row['policies'][key][0] * 10)}"  # stored trimmed
     assert row["score"] == 1.0 and row["log_infos"]["contrast_pairs"] >= 1
     assert row["log_infos"]["examples"] == {"set": "gsm8k", "n": task.n_icl}
