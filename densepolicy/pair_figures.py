@@ -6,10 +6,8 @@
     node_temperature  the temperature a node's action was sampled at, as every drawing shows it
 """
 import math
-import os
-from pathlib import Path
 
-from densepolicy.results import AtomicFile
+from densepolicy.results import AtomicFile, save_figure
 from densepolicy.tree import label_temperature, run_key
 
 
@@ -75,10 +73,7 @@ class PairStats:
         fig.suptitle(f"{self.tasks} tasks, {self.pairs} pairs, {self.selected} selected, "
                      f"dropped: {self.dropped_identical} identical-action, {self.dropped_truncated} cut at max_tokens")
         fig.tight_layout()
-        tmp = Path(path).with_name(Path(path).name + ".tmp.png")
-        fig.savefig(tmp, dpi=80)
-        plt.close(fig)
-        os.replace(tmp, path)
+        save_figure(fig, path, dpi=80)
 
 
 # ------------------------------------------------------------------------------ tree drawings

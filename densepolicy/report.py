@@ -15,7 +15,7 @@ import collections
 import json
 import sys
 
-from densepolicy.results import AtomicFile, ResultFileError, finished_rows, iter_results
+from densepolicy.results import AtomicFile, ResultFileError, finished_rows, iter_results, save_figure
 from densepolicy.stats import compare, paired_bootstrap_p, wilson_interval
 
 
@@ -120,6 +120,34 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(summary: dict, path) -> None:
+    """Base against trained, one panel per measure: accuracy bars with their 95% intervals, the
+    episodes and the paired p-value in each panel's title. Written under a temporary name, renamed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    measures = [m for m in ("greedy", "sampled") if summary.get(m)]
+    fig, axes = plt.subplots(1, len(measures), figsize=(3.4 * len(measures) + 0.6, 3.8), squeeze=False)
+    for ax, name in zip(axes[0], measures):
+        s = summary[name]
+        accs = [100 * s["base_acc"], 100 * s["trained_acc"]]
+        # max(0, ...): an accuracy of 0 or 1 sits on its interval's end, give or take rounding.
+        lows = [max(0.0, a - 100 * s[f"{side}_ci"][0]) for a, side in zip(accs, ("base", "trained"))]
+        highs = [max(0.0, 100 * s[f"{side}_ci"][1] - a) for a, side in zip(accs, ("base", "trained"))]
+        ax.bar(["base", "trained"], accs, yerr=[lows, highs], capsize=6, color=["#9aa5b1", "#2b7bba"])
+        for x, a in enumerate(accs):
+            ax.annotate(f"{a:.1f}%", (x, a), textcoords="offset points", xytext=(14, 2), fontsize=9)
+        ax.set_title(f"{name}: {s['episodes']} episodes\npaired p = {s['p_value']:.2g}", fontsize=10)
+        ax.set_ylim(0, 108)  # room for a label at 100%
+        ax.set_yticks(range(0, 101, 20))
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%, 95% CI)")
+    fig.suptitle(f"{summary['selected']} selected pairs ({summary['selected_greedy_rejected']} with the "
+                 f"greedy action rejected)", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", required=True)
@@ -130,6 +158,7 @@ def main(argv=None) -> int:
     p.add_argument("--train_results", help="LLaMA-Factory's train_results.json: its train_loss is recorded")
     p.add_argument("--extra", default="{}", help="JSON object merged into the summary (settings)")
     p.add_argument("--out", required=True, help="summary.json to write")
+    p.add_argument("--figure", help="also draw base against trained (a PNG) here")
     args = p.parse_args(argv)
     try:
         summary = summarize(args.dataset, args.pairs, args.greedy, args.sampled, args.seconds,
@@ -139,6 +168,8 @@ def main(argv=None) -> int:
         return 1
     with AtomicFile(args.out) as f:
         f.write(json.dumps(summary, indent=2) + "\n")
+    if args.figure:
+        plot(summary, args.figure)
     print(table(summary))
     return 0
 

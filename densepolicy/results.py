@@ -223,6 +223,19 @@ def read_results(path: str | os.PathLike, required=()) -> list[dict]:
     return [row for _, row in iter_results(path, required=required)]
 
 
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> None:
+    """A matplotlib figure as a PNG, written under a temporary name and renamed; the figure is closed."""
+    import matplotlib.pyplot as plt
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.png")
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+
+
 class AtomicFile:
     """A text file written under `<name>.tmp` and renamed into place on commit(); abort(), or
     leaving the with-block by an exception, removes the temporary file and the folders made for

@@ -15,7 +15,8 @@ model or evaluation rows, and the same command again resumes. Every stage is ski
 output is there, and the model server is started only for a launcher run that has tasks left, so
 a finished run repeats in seconds. OUT/run-<hash>/stage_seconds.tsv gets one line per stage that
 ran; the summary's `seconds` is their sum over every invocation. The summary goes to
-OUT/run-<hash>/summary.json and OUT/summary.json. DRY_RUN=1 prints the run directory and stops.
+OUT/run-<hash>/summary.json and OUT/summary.json, its figure (base against trained, with 95%
+intervals) to summary.png beside each. DRY_RUN=1 prints the run directory and stops.
 
 Command output goes to OUT/run-<hash>/logs/<stage>.log (--verbose 1: to the terminal too); the
 launcher's own logs and tmux sessions follow distributed_test.sh's environment (LOG_DIR,
@@ -191,7 +192,8 @@ def run(args, run_dir: Path, log=print) -> dict:
     finally:
         st.stop_servers()
 
-    st.line("summary", None, f"{shown(run_dir / 'summary.json')}, {shown(Path(args.out) / 'summary.json')}")
+    st.line("summary", None, f"{shown(run_dir / 'summary.json')}, {shown(Path(args.out) / 'summary.json')}, "
+                             "a summary.png beside each")
     t1 = time.monotonic()
     # A resumed run's cost is every invocation's stages, not the last one's.
     tsv = run_dir / "stage_seconds.tsv"
@@ -204,9 +206,10 @@ def run(args, run_dir: Path, log=print) -> dict:
     except (ResultFileError, ValueError, OSError) as e:
         raise StageError("summary", None, str(e)) from None
     text = json.dumps(summary, indent=2) + "\n"
-    for path in (run_dir / "summary.json", Path(args.out) / "summary.json"):
-        with AtomicFile(path) as w:
+    for directory in (run_dir, Path(args.out)):
+        with AtomicFile(directory / "summary.json") as w:
             w.write(text)
+        report.plot(summary, directory / "summary.png")
     log(report.table(summary))
     st.done("summary", None, t1)
     return summary

@@ -32,7 +32,6 @@ mixing outputs of two studies.
 """
 import json
 import math
-import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from densepolicy import pairs as pairs_lib
 from densepolicy.merge import max_trial_accuracy
 from densepolicy.models import resolve_model
 from densepolicy.report import compare_runs
-from densepolicy.results import AtomicFile, ResultFileError, iter_results
+from densepolicy.results import AtomicFile, ResultFileError, iter_results, save_figure
 from pipeline.stages import Stages, shown, train_loss
 
 ROOT = paths.ROOT
@@ -512,8 +511,4 @@ def plot(rows, path, study):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)

@@ -134,6 +134,8 @@ def test_demo_end_to_end_resumes(treedpo, tmp_path):  # noqa: F811 (the fixture)
     # summary.json, in the run and in OUT, from the rows and pairs on disk.
     summary = json.loads((run / "summary.json").read_text())
     assert json.loads((out / "summary.json").read_text()) == summary
+    for figure in (run / "summary.png", out / "summary.png"):
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     [pairs_file] = run.glob(f"codeact_agent_tree.*/*/{DS}/{DS}.None_split_0.0.None.pairs.csv")
     pairs = [row for _, row in iter_results(pairs_file)]
     assert summary["pairs"] == len(pairs) and summary["selected"] == sum(p["selected"] for p in pairs) > 0
@@ -167,7 +169,7 @@ def test_demo_end_to_end_resumes(treedpo, tmp_path):  # noqa: F811 (the fixture)
     assert [stage_name(x) for x in again] == [stage_name(x) for x in lines if not x.startswith("serve")]
     assert all(": skipped" in x for x in again[:-1]), again
     after = mtimes(run)
-    assert {k for k in after if after[k] != before.get(k)} == {"summary.json", "stage_seconds.tsv"}
+    assert {k for k in after if after[k] != before.get(k)} == {"summary.json", "summary.png", "stage_seconds.tsv"}
     resumed = json.loads((run / "summary.json").read_text())
     tsv = (run / "stage_seconds.tsv").read_text().splitlines()
     assert len(tsv) == len(lines) + 1  # one more summary line

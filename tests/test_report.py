@@ -25,6 +25,12 @@ def write_run(directory, scores):
                   "turns": 0, "history": [], "log_infos": {}, "sample_scores": s})
 
 
+def png_width(path) -> int:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and not path.with_name(path.name + ".tmp.png").exists()
+    return int.from_bytes(data[16:20], "big")
+
+
 def test_report_reads_sampled_and_greedy_rows(tmp_path):
     base, trained = tmp_path / "base", tmp_path / "trained"
     write_run(base / "greedy", [[0.0]] * 30 + [[1.0]] * 10)
@@ -39,8 +45,10 @@ def test_report_reads_sampled_and_greedy_rows(tmp_path):
     out = tmp_path / "summary.json"
     r = run_cli("-m", "densepolicy.report", "--dataset", DS, "--pairs", str(tmp_path / "pairs.csv"),
                 "--greedy", str(base / "greedy"), str(trained / "greedy"),
-                "--sampled", str(base / "sampled"), str(trained / "sampled"), "--out", str(out))
+                "--sampled", str(base / "sampled"), str(trained / "sampled"), "--out", str(out),
+                "--figure", str(tmp_path / "summary.png"))
     assert r.returncode == 0, r.stderr
+    assert png_width(tmp_path / "summary.png") > 700  # a panel per measure
     s = json.loads(out.read_text())
     assert s["episodes"] == 40 and s["pairs"] == 2 and s["selected"] == 2 and s["selected_greedy_rejected"] == 1
     g, smp = s["greedy"], s["sampled"]
@@ -66,8 +74,10 @@ def test_report_records_train_loss_and_rejects_other_files(tmp_path):
     common = ["-m", "densepolicy.report", "--dataset", DS, "--pairs", str(tmp_path / "pairs.csv"),
               "--greedy", str(tmp_path / "a"), str(tmp_path / "b")]
     (tmp_path / "train_results.json").write_text(json.dumps({"epoch": 12.0, "train_loss": 0.25}))
-    r = run_cli(*common, "--train_results", str(tmp_path / "train_results.json"), "--out", str(tmp_path / "s.json"))
+    r = run_cli(*common, "--train_results", str(tmp_path / "train_results.json"), "--out", str(tmp_path / "s.json"),
+                "--figure", str(tmp_path / "s.png"))
     assert r.returncode == 0, r.stderr
+    assert png_width(tmp_path / "s.png") < 500  # greedy only: one panel
     assert json.loads((tmp_path / "s.json").read_text())["train_loss"] == 0.25
     r = run_cli(*common, "--train_results", str(tmp_path / "pairs.csv"), "--out", str(tmp_path / "t.json"))
     assert r.returncode == 1 and "pairs.csv" in r.stderr and len(r.stderr.strip().splitlines()) == 1
