@@ -50,6 +50,7 @@ class PairStats:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
         fig, ax = plt.subplots(2, 2, figsize=(11, 8))
 
         def bars(a, counts, sel, xlabel, width=0.8):
@@ -60,6 +61,7 @@ class PairStats:
                       label="selected")
                 a.legend()
             a.set_xlabel(xlabel)
+            a.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # counts, steps, log2 bins: no 0.7
 
         bars(ax[0, 0], {k: v for k, v in self.per_task.items()}, None, "pairs per task (tasks)")
         ax[0, 0].bar(sorted(self.per_task_sel), [self.per_task_sel[k] for k in sorted(self.per_task_sel)],
