@@ -79,7 +79,7 @@ def parser() -> Parser:
     flag("--sampled_tasks", type=positive, default=100,
          help="[hashed] of those, the first N also played SAMPLES times at temperature 1.0")
     flag("--samples", type=positive, default=2, help="[hashed] sampled episodes per task")
-    flag("--eval_args", default="--n_icl 2 --max_steps 3 --max_tokens 48",
+    flag("--eval_args", default="--n_icl 2 --max_steps 3 --max_tokens 48 --concurrency 64",
          help="[hashed] flags of the evaluation agent (codeact_agent)")
     flag("--train_args", default="max_steps=12 learning_rate=5.0e-4",
          help=f"[hashed] key=value overrides of {TREEDPO_CONFIG.relative_to(ROOT)} for llamafactory-cli")
