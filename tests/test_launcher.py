@@ -46,7 +46,7 @@ def test_cpu_default_is_one_vllm_cpu_server():
     assert server.startswith("[server dp_server_8000] VLLM_CPU_NUM_OF_RESERVED_CPU=0 ")
     assert (f"{ROOT}/.venv-vllm/bin/python -m vllm.entrypoints.openai.api_server --model SmolLM2-135M-Instruct "
             "--served-model-name SmolLM2-135M-Instruct --host 127.0.0.1 --port 8000 --enable-prefix-caching "
-            "--max-model-len 8192 --kv-cache-memory-bytes 2G --enforce-eager") in server
+            "--max-model-len 8192 --kv-cache-memory-bytes 2G --dtype float32 --enforce-eager") in server
     agents = [l for l in out.stdout.splitlines() if l.startswith("[agent")]
     assert len(agents) == 2 and all("--base_url http://127.0.0.1:8000/v1" in a for a in agents)
     assert all("--served_model SmolLM2-135M-Instruct " in a for a in agents)
