@@ -46,8 +46,8 @@ VLLM_CPU_EAGER = os.environ.get("VLLM_CPU_COMPILE", "0") != "1"
 # Compiled, vLLM's default stays: a compiled start-up with no reserved core hung after warm-up.
 VLLM_CPU_RESERVED_CORES = 0
 # float32, not vLLM's CPU default bfloat16 (dtype auto): a CPU without native bf16 arithmetic (no
-# AVX512-BF16 or AMX, as here) emulates it, and float32 decoded about 3x faster (182 vs 62 tok/s
-# at 64 requests in flight, 153 vs 54 at 16). The embedded model is stored in float32 anyway, and
+# AVX512-BF16 or AMX, as here) emulates it, and float32 decoded 2.6x faster (bench/cpu_dtype.py:
+# 177 vs 67 tok/s at 64 requests in flight). The embedded model is stored in float32 anyway, and
 # one dtype everywhere keeps greedy outcomes the same from machine to machine.
 # VLLM_CPU_DTYPE=auto gives vLLM's choice back (it may be faster on a CPU with AMX).
 VLLM_CPU_DTYPE = os.environ.get("VLLM_CPU_DTYPE", "float32")
