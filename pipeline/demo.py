@@ -9,8 +9,9 @@ stages of pipeline/stages.py.
     python -m pipeline.demo --tree_tasks 40 --train_args "max_steps=16 learning_rate=5.0e-4"
 
 Everything goes to OUT/run-<hash>/, <hash> the first 12 hex digits of the sha256 of the settings
-line `MODEL=... DATASET=... TREE_TASKS=... ... PAIR_EXAMPLES=...` (the flags marked [hashed], in
-that order; settings.json records them): a run with other settings never reuses another's trees,
+line `MODEL=... DATASET=... TREE_TASKS=... ... PAIR_EXAMPLES=... SERVER=...` (the flags marked
+[hashed], in that order, then the engine: ENGINE, and on the CPU vLLM's dtype and compilation;
+settings.json records them): a run with other settings never reuses another's trees,
 model or evaluation rows, and the same command again resumes. Every stage is skipped when its
 output is there, and the model server is started only for a launcher run that has tasks left, so
 a finished run repeats in seconds. OUT/run-<hash>/stage_seconds.tsv gets one line per stage that
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 from agents.prompts import PAIR_EXAMPLES, pair_prompt
-from densepolicy import merge, report
+from densepolicy import engines, merge, report
 from densepolicy import pairs as pairs_lib
 from densepolicy.models import ModelError, resolve_model
 from densepolicy.results import AtomicFile, ResultFileError
@@ -113,7 +114,18 @@ def parse_args(argv) -> argparse.Namespace:
 
 
 def settings_of(args) -> dict:
-    return {name.upper(): str(getattr(args, name)) for name in HASHED}
+    """The hashed flags, and the engine from the environment (ENGINE, NUM_GPUS, VLLM_CPU_DTYPE,
+    VLLM_CPU_COMPILE): a run served another way gets its own directory."""
+    server = engines.identity(os.environ.get("ENGINE") or "vllm", num_gpus())
+    return {**{name.upper(): str(getattr(args, name)) for name in HASHED}, "SERVER": server}
+
+
+def num_gpus() -> int:
+    """The demo's GPUs: NUM_GPUS, 0 when unset (it is a CPU job unless told otherwise)."""
+    try:
+        return int(os.environ.get("NUM_GPUS") or 0)
+    except ValueError:
+        raise SettingsError(f"NUM_GPUS must be a number, got {os.environ['NUM_GPUS']!r}") from None
 
 
 def run_hash(settings: dict) -> str:
@@ -149,7 +161,7 @@ def run(args, run_dir: Path, log=print) -> dict:
         raise SettingsError(str(e)) from None
     st = Stages(logs=run_dir / "logs", log=log, verbose=bool(args.verbose),
                 seconds_file=run_dir / "stage_seconds.tsv", start_id=args.start_id,
-                port_base=args.port_base, num_gpus=os.environ.get("NUM_GPUS") or "0")
+                port_base=args.port_base, num_gpus=str(num_gpus()))
     serving = {}
 
     def server(label, model):

