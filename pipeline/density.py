@@ -32,9 +32,7 @@ mixing outputs of two studies.
 """
 import json
 import math
-import os
 import shlex
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -288,10 +286,10 @@ class Study:
                 "eval_tasks": self.eval_tasks, "eval_args": self.eval_args, "server": self.server()}
 
     def server(self) -> str:
-        """The engine the evaluations are served by (engines.identity); GPUs as the launcher
-        counts them when NUM_GPUS is not given."""
-        gpus = int(self.num_gpus) if self.num_gpus not in (None, "") else int(shutil.which("nvidia-smi") is not None)
-        return engines.identity(os.environ.get("ENGINE") or "vllm", gpus)
+        """The engine the evaluations will be served by, as the launcher itself resolves it (its
+        ENGINE and its GPU count), named by engines.identity."""
+        config = self.stages.configure("serve", None, ["serve", self.model, self.start_id])
+        return engines.identity(config.engine, config.num_gpus)
 
     # ------------------------------------------------------------------------- stages
     # The shared stages (pipeline/stages.py) with the study's names, labels and paths.

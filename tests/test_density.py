@@ -114,7 +114,7 @@ def test_infeasible_density_stops_before_any_stage(trees, tmp_path):
 
 
 # ------------------------------------------------------------------------- reduced study
-def test_reduced_study_resumes_and_skips(treedpo, trees, tmp_path):
+def test_reduced_study_resumes_and_skips(treedpo, trees, tmp_path, monkeypatch):
     registry = (ROOT / "TreeDPO" / "data" / "dataset_info.json").read_text()
     out = tmp_path / "study"
     r = study(trees, out, tmp_path)
@@ -186,6 +186,12 @@ def test_reduced_study_resumes_and_skips(treedpo, trees, tmp_path):
     # Other settings in the same study directory: refused, not mixed in.
     r = study(trees, out, tmp_path, "--seed", "1")
     assert r.returncode == 2 and "holds a study made with other settings (seed)" in r.stderr
+
+    # Served another way (vLLM's own bfloat16 instead of float32): another study too.
+    assert json.loads((out / "study.json").read_text())["server"] == "vllm-cpu dtype=float32 eager"
+    monkeypatch.setenv("VLLM_CPU_DTYPE", "auto")
+    r = study(trees, out, tmp_path)
+    assert r.returncode == 2 and "holds a study made with other settings (server)" in r.stderr
 
 
 def test_failed_stage_names_stage_and_density(treedpo, trees, tmp_path):
