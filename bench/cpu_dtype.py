@@ -3,10 +3,10 @@ VLLM_CPU_DTYPE) against vLLM's own CPU choice (`--dtype auto`: bfloat16), and ho
 the prompt's length. One server per arm, started with the launcher's own command line
 (densepolicy/engines.py); the embedded model; no tree agent, only the server.
 
-Requests: chat prompts of PROMPT sentences sharing their prefix (as the agents' in-context
-examples do), each ending in its own task line; exactly TOKENS tokens out (`ignore_eos`,
-`min_tokens`) at temperature 1.0, so every arm generates the same number of tokens. Two rounds of
-2 x IN_FLIGHT requests per setting, after a warm-up.
+Requests: chat prompts of --lengths sentences sharing their prefix (as the agents' in-context
+examples do), each ending in its own task line; exactly --tokens tokens out (`ignore_eos`,
+`min_tokens`) at temperature 1.0, so every arm generates the same number of tokens. For each
+setting, 2 x --in_flight requests sent at once, after a warm-up of 4.
 
     python bench/cpu_dtype.py                 # about 5 minutes on 2 cores
     python bench/cpu_dtype.py --lengths 10 20 40

@@ -102,7 +102,8 @@ def server_command(engine: str, model_path: str, model: str, port: int, gpu: str
                 f"{where} {VLLM_GPU_ARGS}")
     if engine == "vllm":
         flags = (f"--enable-prefix-caching --max-model-len {VLLM_CPU_MAX_MODEL_LEN} "
-                 f"--kv-cache-memory-bytes {VLLM_CPU_KV_CACHE} --dtype {VLLM_CPU_DTYPE}" + (" --enforce-eager" if VLLM_CPU_EAGER else ""))
+                 f"--kv-cache-memory-bytes {VLLM_CPU_KV_CACHE} --dtype {VLLM_CPU_DTYPE}"
+                 + (" --enforce-eager" if VLLM_CPU_EAGER else ""))
         reserve = f"VLLM_CPU_NUM_OF_RESERVED_CPU={VLLM_CPU_RESERVED_CORES} " if VLLM_CPU_EAGER else ""
         return (f"{reserve}{q(str(vllm_cpu_python()))} "
                 f"-m vllm.entrypoints.openai.api_server --model {q(model_path)} "
