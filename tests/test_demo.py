@@ -75,9 +75,12 @@ def test_the_engine_names_the_run_too(monkeypatch):
     monkeypatch.delenv("NUM_GPUS", raising=False)
     base = demo.settings_of(args)
     assert base["SERVER"] == f"vllm-cpu dtype={engines.VLLM_CPU_DTYPE} eager"
-    monkeypatch.setattr(engines, "VLLM_CPU_DTYPE", "auto")
-    assert demo.run_hash(demo.settings_of(args)) != demo.run_hash(base)
-    monkeypatch.setattr(engines, "VLLM_CPU_DTYPE", "float32")
+    native = engines.VLLM_CPU_DTYPE
+    for other in ("auto", "float32", "bfloat16"):
+        if other != native:
+            monkeypatch.setattr(engines, "VLLM_CPU_DTYPE", other)
+            assert demo.run_hash(demo.settings_of(args)) != demo.run_hash(base), other
+    monkeypatch.setattr(engines, "VLLM_CPU_DTYPE", native)
     variants = [{"ENGINE": "transformers"}, {"NUM_GPUS": "1"}]
     for env in variants:
         with monkeypatch.context() as m:

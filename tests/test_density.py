@@ -17,6 +17,7 @@ import pytest
 
 from conftest import ROOT, free_port
 from agents.prompts import pair_prompt
+from densepolicy import engines
 from densepolicy import pairs as pairs_lib
 from pipeline.density import (StudyError, auto_total_pairs, check_density, make_plan, min_tasks,
                                  parse_densities, parse_total_pairs)
@@ -187,9 +188,10 @@ def test_reduced_study_resumes_and_skips(treedpo, trees, tmp_path, monkeypatch):
     r = study(trees, out, tmp_path, "--seed", "1")
     assert r.returncode == 2 and "holds a study made with other settings (seed)" in r.stderr
 
-    # Served another way (vLLM's own bfloat16 instead of float32): another study too.
-    assert json.loads((out / "study.json").read_text())["server"] == "vllm-cpu dtype=float32 eager"
-    monkeypatch.setenv("VLLM_CPU_DTYPE", "auto")
+    # Served another way (the other CPU dtype): another study too.
+    native = engines.native_cpu_dtype()
+    assert json.loads((out / "study.json").read_text())["server"] == f"vllm-cpu dtype={native} eager"
+    monkeypatch.setenv("VLLM_CPU_DTYPE", "float32" if native == "bfloat16" else "bfloat16")
     r = study(trees, out, tmp_path)
     assert r.returncode == 2 and "holds a study made with other settings (server)" in r.stderr
 

