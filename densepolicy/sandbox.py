@@ -51,7 +51,13 @@ from densepolicy import paths
 
 PROJECT_ROOT = paths.ROOT
 WORKER = Path(__file__).resolve().parent / "sandbox_worker.py"
-SETUP_TIMEOUT = 120.0   # seconds for an episode root to start and run its setup
+ZYGOTE_TIMEOUT = 120.0  # seconds for the zygote to start and import the preloaded modules
+# Seconds for an episode root to start and run its setup (BabyAI: at most about 1 s, even with 16
+# at once beside a busy model server). A setup that misses it is retried once in a fresh episode:
+# a demo's tree stage once saw one hang for the whole deadline while the next one was instant, and
+# its error would otherwise have reached the model as the outcome of its action.
+SETUP_TIMEOUT = 60.0
+SETUP_ATTEMPTS = 2
 REPLY_TIMEOUT = 10.0    # seconds for a parked process to answer a fork command
 UID_BASE = 10_000_000   # episode uids: UID_BASE + block * 1000 + i, block random per pool
 MAX_MSG = 16 << 20
@@ -208,7 +214,7 @@ class SandboxPool:
         # Steps are CPU-bound and timed in wall-clock seconds: more at once only causes timeouts.
         self.max_concurrency = max_concurrency or max(4, 2 * (os.cpu_count() or 1))
         self.stats = {"forks": 0, "episodes": 0, "replays": 0, "evictions": 0, "timeouts": 0,
-                      "crashes": 0, "live": 0}
+                      "crashes": 0, "live": 0, "setup_timeouts": 0}
         self.isolated = False          # namespaces in effect
         self.drop_privileges = False   # episode uids in effect
         self._zygote = None
@@ -278,7 +284,7 @@ class SandboxPool:
         host.setblocking(False)
         proc = _Proc(host, self._zygote.pid, None)
         try:
-            hello = await asyncio.wait_for(proc.recv(), SETUP_TIMEOUT)
+            hello = await asyncio.wait_for(proc.recv(), ZYGOTE_TIMEOUT)
         except (_Dead, asyncio.TimeoutError):
             hello = {"ok": False, "error": "zygote did not start"}
         if not hello.get("ok"):
@@ -446,14 +452,27 @@ class SandboxPool:
                 return None, {"error": reply["rejected"]}, False
             return proc, reply, False
         except asyncio.TimeoutError:
+            stuck = self._where_stuck(proc) if episode is not None else None
             self._kill_group(proc)
-            return None, None, True
+            return None, ({"stuck": stuck} if stuck else None), True
         except _Dead:
             self._kill_group(proc)
             return None, None, False
         except BaseException:  # cancelled: do not leave the child running
             self._kill_group(proc)
             raise
+
+    @staticmethod
+    def _where_stuck(proc) -> str:
+        """A setup past its deadline: its kernel state and wait channel, for the log. (Its Python
+        stack would need a channel from the sandbox to the host's log, which model code must not
+        have.)"""
+        try:
+            stat = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            wchan = Path(f"/proc/{proc.pid}/wchan").read_text().strip() or "-"
+        except (OSError, IndexError):
+            return "process gone"
+        return f"pid {proc.pid}, state {stat[0]}, waiting in {wchan}"
 
     def _kill_group(self, proc):
         proc.close()
@@ -465,6 +484,24 @@ class SandboxPool:
 
     async def _start_root(self, setup, setup_kwargs):
         """A fresh episode root process. Returns (_Proc, reply)."""
+        for attempt in range(1, SETUP_ATTEMPTS + 1):
+            proc, reply, timed_out = await self._try_root(setup, setup_kwargs)
+            if proc is not None and reply.get("ok"):
+                return proc, reply
+            if proc is not None:
+                self._kill_group(proc)
+            if not timed_out:
+                break
+            self.stats["setup_timeouts"] += 1
+            print(f"densepolicy.sandbox: episode setup {setup!r} gave no reply within {SETUP_TIMEOUT:g} s "
+                  f"({(reply or {}).get('stuck', '?')}); "
+                  + ("trying a fresh episode" if attempt < SETUP_ATTEMPTS else "giving up"),
+                  file=sys.stderr, flush=True)
+        why = ("timed out" if timed_out else (reply or {}).get("error", "the process died"))
+        raise RuntimeError(f"sandbox episode setup {setup!r} failed: {why}")
+
+    async def _try_root(self, setup, setup_kwargs):
+        """One attempt at an episode root: _fork's (proc, reply, timed_out)."""
         if self._zproc is None or not self._zproc.alive:
             raise RuntimeError("sandbox pool is not running (call start() or use `async with`)")
         uid = self._new_uid()
@@ -479,16 +516,9 @@ class SandboxPool:
         job = {"setup": setup, "kwargs": setup_kwargs or {}, "uid": uid, "name": episode.name}
         async with self._sem:
             try:
-                proc, reply, timed_out = await self._fork(self._zproc, job, SETUP_TIMEOUT, uid,
-                                                          episode)
+                return await self._fork(self._zproc, job, SETUP_TIMEOUT, uid, episode)
             except _Dead:
                 raise RuntimeError("sandbox zygote died") from None
-        if proc is None or not reply.get("ok"):
-            if proc is not None:
-                self._kill_group(proc)
-            why = ("timed out" if timed_out else (reply or {}).get("error", "the process died"))
-            raise RuntimeError(f"sandbox episode setup {setup!r} failed: {why}")
-        return proc, reply
 
     async def new_episode(self, setup: str | None = None,
                           setup_kwargs: dict | None = None) -> tuple[Snapshot, dict]:

@@ -21,3 +21,15 @@ def make(start=0, goal=3):
 
 def broken():
     raise ValueError("this setup always fails")
+
+
+def hang_once(marker=None):
+    """The first setup hangs (it leaves `marker` behind), every later one is instant; without a
+    marker every setup hangs."""
+    import os
+    import time
+    if marker is None or not os.path.exists(marker):
+        if marker is not None:
+            open(marker, "w").close()
+        time.sleep(3600)
+    return CounterEnv()

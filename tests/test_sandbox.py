@@ -5,12 +5,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from densepolicy import sandbox
 from densepolicy.sandbox import PROJECT_ROOT, SandboxPool
 
 ENV = "tests.sandbox_env_fixture:make"
@@ -399,6 +401,36 @@ def test_episode_end_without_namespaces_kills_its_session_and_files():
             await pool.settle()
             assert not _running(pid) and not os.path.exists(workdir)  # before close()
     arun(main())
+
+
+def test_a_setup_that_hangs_is_retried_in_a_fresh_episode(monkeypatch, capfd):
+    """A hung setup must not reach the model as its action's outcome: one fresh try, and the log
+    says where the hung one waited."""
+    monkeypatch.setattr(sandbox, "SETUP_TIMEOUT", 3.0)
+    shared = tempfile.mkdtemp(prefix="densepolicy-test-", dir="/tmp")  # episode uids write here
+    os.chmod(shared, 0o777)
+    marker = os.path.join(shared, "hung-once")
+
+    async def main():
+        async with SandboxPool(isolate=False) as pool:
+            t0 = time.monotonic()
+            root, info = await pool.new_episode("tests.sandbox_env_fixture:hang_once", {"marker": marker})
+            assert 3.0 <= time.monotonic() - t0 < 30
+            assert info["observation"] == "The counter is at 0; bring it to 3."
+            assert pool.stats["setup_timeouts"] == 1 and pool.stats["episodes"] == 2
+            _, r = await pool.run(root, "increment(); get_count()")
+            assert r.output.strip().endswith("1")
+            # A setup that always hangs: both tries fail, and the error says so.
+            with pytest.raises(RuntimeError, match="setup 'tests.sandbox_env_fixture:hang_once' failed: timed out"):
+                await pool.new_episode("tests.sandbox_env_fixture:hang_once")
+            assert pool.stats["setup_timeouts"] == 3 and pool.stats["episodes"] == 4
+    try:
+        arun(main())
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+    err = capfd.readouterr().err
+    assert "gave no reply within 3 s (pid " in err and "state S, waiting in " in err
+    assert err.count("trying a fresh episode") == 2 and err.count("giving up") == 1
 
 
 def test_episode_files_quota_and_cleanup():
