@@ -38,7 +38,7 @@ from densepolicy import engines, merge, report
 from densepolicy import pairs as pairs_lib
 from densepolicy.models import ModelError, resolve_model
 from densepolicy.results import AtomicFile, ResultFileError
-from pipeline.stages import ROOT, StageError, Stages, shown
+from pipeline.stages import ROOT, StageError, Stages, shown, train_precision
 
 HASHED = ("model", "dataset", "tree_tasks", "tree_args", "eval_tasks", "sampled_tasks", "samples",
           "eval_args", "train_args", "cutoff_len", "pair_examples")
@@ -117,7 +117,13 @@ def settings_of(args) -> dict:
     """The hashed flags, and the engine from the environment (ENGINE, NUM_GPUS, VLLM_CPU_DTYPE,
     VLLM_CPU_COMPILE): a run served another way gets its own directory."""
     server = engines.identity(os.environ.get("ENGINE") or "vllm", num_gpus())
-    return {**{name.upper(): str(getattr(args, name)) for name in HASHED}, "SERVER": server}
+    return {**{name.upper(): str(getattr(args, name)) for name in HASHED}, "SERVER": server,
+            "TRAIN_PRECISION": " ".join(precision(args)) or "as configured"}
+
+
+def precision(args) -> list[str]:
+    """What the training adds to TRAIN_ARGS on this machine (stages.train_precision)."""
+    return train_precision(num_gpus(), shlex.split(args.train_args))
 
 
 def num_gpus() -> int:
@@ -198,7 +204,8 @@ def run(args, run_dir: Path, log=print) -> dict:
         st.dataset(None, merged, run_dir / "data", LF_DATASET, model_path, args.cutoff_len,
                    run_dir / "train_set.json")
         lora = st.train(None, TREEDPO_CONFIG, TREEDPO_VENV, model_path, LF_DATASET, run_dir / "data",
-                        run_dir / "lora", [f"cutoff_len={args.cutoff_len}", *shlex.split(args.train_args)])
+                        run_dir / "lora", [f"cutoff_len={args.cutoff_len}", *precision(args),
+                                          *shlex.split(args.train_args)])
         trained_model = st.merge_adapter(None, lora, model_path, run_dir / "trained_model", TREEDPO_VENV)
         trained = evaluate("trained", str(trained_model))
     finally:

@@ -42,7 +42,7 @@ from densepolicy.merge import max_trial_accuracy
 from densepolicy.models import resolve_model
 from densepolicy.report import compare_runs
 from densepolicy.results import AtomicFile, ResultFileError, iter_results, save_figure
-from pipeline.stages import Stages, shown, train_loss
+from pipeline.stages import Stages, shown, train_loss, train_precision
 
 ROOT = paths.ROOT
 UNITS = ("fraction", "pairs_per_task")
@@ -283,13 +283,21 @@ class Study:
                 "seed": self.seed, "pair_files": [[str(f), f.stat().st_size] for f in self.pair_files],
                 "model": self.model, "treedpo_config": self.treedpo_config,
                 "train_args": self.train_args, "cutoff_len": self.cutoff_len,
-                "eval_tasks": self.eval_tasks, "eval_args": self.eval_args, "server": self.server()}
+                "eval_tasks": self.eval_tasks, "eval_args": self.eval_args, "server": self.server(),
+                "train_precision": " ".join(self.precision()) or "as configured"}
 
     def server(self) -> str:
         """The engine the evaluations will be served by, as the launcher itself resolves it (its
         ENGINE and its GPU count), named by engines.identity."""
-        config = self.stages.configure("serve", None, ["serve", self.model, self.start_id])
+        config = self.launcher_config()
         return engines.identity(config.engine, config.num_gpus)
+
+    def launcher_config(self):
+        return self.stages.configure("serve", None, ["serve", self.model, self.start_id])
+
+    def precision(self) -> list[str]:
+        """What the training adds to TRAIN_ARGS on this machine (stages.train_precision)."""
+        return train_precision(self.launcher_config().num_gpus, shlex.split(self.train_args))
 
     # ------------------------------------------------------------------------- stages
     # The shared stages (pipeline/stages.py) with the study's names, labels and paths.
@@ -307,7 +315,8 @@ class Study:
 
     def train(self, plan: DensityPlan, name: str, model_path: str) -> Path:
         return self.stages.train(plan.label, self.config_path, self.treedpo_venv, model_path, name,
-                                 self.data_dir, self.out / plan.tag / "lora", shlex.split(self.train_args))
+                                 self.data_dir, self.out / plan.tag / "lora",
+                                 [*self.precision(), *shlex.split(self.train_args)])
 
     def merge_adapter(self, plan: DensityPlan, trained: Path, model_path: str) -> Path:
         return self.stages.merge_adapter(plan.label, trained, model_path, self.out / plan.tag / "model",

