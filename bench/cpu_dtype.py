@@ -1,6 +1,6 @@
-"""Benchmark: decoding throughput of the CPU engine in float32 (the launcher's default,
-VLLM_CPU_DTYPE) against vLLM's own CPU choice (`--dtype auto`: bfloat16), and how it falls with
-the prompt's length. One server per arm, started with the launcher's own command line
+"""Benchmark: decoding throughput of the CPU engine in float32 against vLLM's own CPU choice
+(`--dtype auto`: bfloat16), and how it falls with the prompt's length: the measurement behind the
+launcher's default (VLLM_CPU_DTYPE: bfloat16 on a CPU with native bf16, float32 elsewhere). One server per arm, started with the launcher's own command line
 (densepolicy/engines.py); the embedded model; no tree agent, only the server.
 
 Requests: chat prompts of --lengths sentences sharing their prefix (as the agents' in-context
