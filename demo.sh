@@ -5,8 +5,9 @@
 #   sampled -> accuracies with 95% intervals, paired tests, pair counts (summary.json).
 # Sets everything up first (idempotent). Every constant below can be given as a flag:
 #   ./demo.sh --tree_tasks 40 --train_args "max_steps=16 learning_rate=5.0e-4"
-# Outputs go to OUT/run-<hash of every setting below but OUT, START_ID, PORT_BASE, and of the
-# engine (ENGINE, VLLM_CPU_DTYPE, VLLM_CPU_COMPILE)>/: a run with other settings never reuses
+# Outputs go to OUT/run-<hash of every setting below but OUT, START_ID, PORT_BASE, of the
+# engine (ENGINE, VLLM_CPU_DTYPE, VLLM_CPU_COMPILE) and of the training precision (bf16 mixed
+# precision on a CPU with native bfloat16)>/: a run with other settings never reuses
 # another's trees, model or evaluation rows; the same command again
 # resumes where it stopped. DRY_RUN=1 prints the run directory only. The job itself is
 # pipeline/demo.py (`.venv/bin/python -m pipeline.demo --help`), on the stages it shares with the

@@ -9,9 +9,10 @@ stages of pipeline/stages.py.
     python -m pipeline.demo --tree_tasks 40 --train_args "max_steps=16 learning_rate=5.0e-4"
 
 Everything goes to OUT/run-<hash>/, <hash> the first 12 hex digits of the sha256 of the settings
-line `MODEL=... DATASET=... TREE_TASKS=... ... PAIR_EXAMPLES=... SERVER=...` (the flags marked
-[hashed], in that order, then the engine: ENGINE, and on the CPU vLLM's dtype and compilation;
-settings.json records them): a run with other settings never reuses another's trees,
+line `MODEL=... DATASET=... TREE_TASKS=... ... PAIR_EXAMPLES=... SERVER=... TRAIN_PRECISION=...`
+(the flags marked [hashed], in that order, then the engine: ENGINE, and on the CPU vLLM's dtype
+and compilation, then what the training adds on this machine, e.g. bf16=true; settings.json
+records them): a run with other settings never reuses another's trees,
 model or evaluation rows, and the same command again resumes. Every stage is skipped when its
 output is there, and the model server is started only for a launcher run that has tasks left, so
 a finished run repeats in seconds. OUT/run-<hash>/stage_seconds.tsv gets one line per stage that
@@ -114,8 +115,9 @@ def parse_args(argv) -> argparse.Namespace:
 
 
 def settings_of(args) -> dict:
-    """The hashed flags, and the engine from the environment (ENGINE, NUM_GPUS, VLLM_CPU_DTYPE,
-    VLLM_CPU_COMPILE): a run served another way gets its own directory."""
+    """The hashed flags, the engine from the environment (ENGINE, NUM_GPUS, VLLM_CPU_DTYPE,
+    VLLM_CPU_COMPILE) and the training precision this machine gets: a run served or trained
+    another way gets its own directory."""
     server = engines.identity(os.environ.get("ENGINE") or "vllm", num_gpus())
     return {**{name.upper(): str(getattr(args, name)) for name in HASHED}, "SERVER": server,
             "TRAIN_PRECISION": " ".join(precision(args)) or "as configured"}
