@@ -1,7 +1,8 @@
 """Benchmark: decoding throughput of the CPU engine in float32 against vLLM's own CPU choice
 (`--dtype auto`: bfloat16), and how it falls with the prompt's length: the measurement behind the
-launcher's default (VLLM_CPU_DTYPE: bfloat16 on a CPU with native bf16, float32 elsewhere). One server per arm, started with the launcher's own command line
-(densepolicy/engines.py); the embedded model; no tree agent, only the server.
+launcher's default (VLLM_CPU_DTYPE: bfloat16 on a CPU with native bf16, float32 elsewhere). One
+server per arm, started with the launcher's own command line (densepolicy/engines.py); the
+embedded model; no tree agent, only the server.
 
 Requests: chat prompts of --lengths sentences sharing their prefix (as the agents' in-context
 examples do), each ending in its own task line; exactly --tokens tokens out (`ignore_eos`,

@@ -34,6 +34,7 @@ import json
 import math
 import shlex
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from densepolicy import engines, pair_selection, paths
@@ -289,15 +290,18 @@ class Study:
     def server(self) -> str:
         """The engine the evaluations will be served by, as the launcher itself resolves it (its
         ENGINE and its GPU count), named by engines.identity."""
-        config = self.launcher_config()
+        config = self.launcher_config
         return engines.identity(config.engine, config.num_gpus)
 
+    @cached_property
     def launcher_config(self):
+        """The launcher's resolved settings for this study's model (engine, GPU count), once: the
+        settings check, the engine identity and every training's precision read them."""
         return self.stages.configure("serve", None, ["serve", self.model, self.start_id])
 
     def precision(self) -> list[str]:
         """What the training adds to TRAIN_ARGS on this machine (stages.train_precision)."""
-        return train_precision(self.launcher_config().num_gpus, shlex.split(self.train_args))
+        return train_precision(self.launcher_config.num_gpus, shlex.split(self.train_args))
 
     # ------------------------------------------------------------------------- stages
     # The shared stages (pipeline/stages.py) with the study's names, labels and paths.
