@@ -1,7 +1,7 @@
 """Base against trained on the same held-out episodes: accuracies with 95% intervals, paired tests,
 and the pair counts that explain the result; written as a table and as `summary.json`.
 
-    python -m densepolicy.report --dataset babyai_GoToRedBallGrey --pairs merged_pairs.csv \
+    python -m densepolicy.report --dataset babyai_GoToRedBallGrey --pairs PAIRS_FILE \
         --greedy BASE_RUN_DIR TRAINED_RUN_DIR --sampled BASE_RUN_DIR TRAINED_RUN_DIR \
         --out eval_results/demo/summary.json [--seconds 812]
 
@@ -151,7 +151,9 @@ def plot(summary: dict, path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", required=True)
-    p.add_argument("--pairs", required=True, help="the merged pairs file the model was trained on")
+    p.add_argument("--pairs", required=True,
+                   help="the pairs file the training pairs were selected from (every pair built, the selected "
+                        "ones marked): `pairs` counts its rows, `selected` its selected ones")
     p.add_argument("--greedy", nargs=2, metavar=("BASE", "TRAINED"), help="greedy run directories")
     p.add_argument("--sampled", nargs=2, metavar=("BASE", "TRAINED"), help="sampled run directories")
     p.add_argument("--seconds", type=float, default=None, help="the job's wall time, recorded")

@@ -221,7 +221,8 @@ def run(args, run_dir: Path, log=print) -> dict:
     seconds = sum(float(line.split("\t")[1]) for line in
                   (tsv.read_text(encoding="utf-8").splitlines() if tsv.exists() else ()) if "\t" in line)
     try:
-        summary = report.summarize(ds, merged, (base[0], trained[0]), (base[1], trained[1]), seconds,
+        # Pair counts from the whole pairs file: the merged file holds only the selected pairs.
+        summary = report.summarize(ds, pairs_file, (base[0], trained[0]), (base[1], trained[1]), seconds,
                                    lora / "train_results.json",
                                    {"run": shown(run_dir), "seconds_this_invocation": round(time.monotonic() - t0)})
     except (ResultFileError, ValueError, OSError) as e:

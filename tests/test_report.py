@@ -40,7 +40,8 @@ def test_report_reads_sampled_and_greedy_rows(tmp_path):
     pair = {"data_id": 1, "input": "x", "target": "", "contrast_step": 1, "selected": True,
             "positive_run_index": [0], "negative_run_index": [1], "positive_history": [],
             "negative_history": []}
-    write_results(tmp_path / "pairs.csv", [pair, {**pair, "negative_run_index": [0], "positive_run_index": [1]}],
+    write_results(tmp_path / "pairs.csv", [pair, {**pair, "negative_run_index": [0], "positive_run_index": [1]},
+                                           {**pair, "selected": False, "negative_run_index": [0]}],
                   pairs_lib.PAIR_COLUMNS)
     out = tmp_path / "summary.json"
     r = run_cli("-m", "densepolicy.report", "--dataset", DS, "--pairs", str(tmp_path / "pairs.csv"),
@@ -50,7 +51,7 @@ def test_report_reads_sampled_and_greedy_rows(tmp_path):
     assert r.returncode == 0, r.stderr
     assert png_width(tmp_path / "summary.png") > 700  # a panel per measure
     s = json.loads(out.read_text())
-    assert s["episodes"] == 40 and s["pairs"] == 2 and s["selected"] == 2 and s["selected_greedy_rejected"] == 1
+    assert s["episodes"] == 40 and s["pairs"] == 3 and s["selected"] == 2 and s["selected_greedy_rejected"] == 1
     g, smp = s["greedy"], s["sampled"]
     assert (g["base_acc"], g["trained_acc"]) == (0.25, 1.0) and g["p_value"] < 1e-8  # 30 discordant, all one way
     assert (smp["episodes"], smp["base_acc"], smp["trained_acc"]) == (80, 0.5, 1.0) and smp["p_value"] < 0.01
