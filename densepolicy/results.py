@@ -7,7 +7,6 @@ count, or missing line end) and is dropped when the file is opened again.
 """
 import csv
 import glob
-import io
 import json
 import math
 import os
@@ -81,37 +80,23 @@ def _encode_row(columns: list[str], row: dict, encoded: dict | None = None) -> s
     return _line([encoded[c] if c in encoded else encode_cell(c, row.get(c)) for c in columns])
 
 
-def _record_ends(text: str):
-    """Offsets just past each complete record: a line end outside quotes. We write CRLF; a bare
-    LF (a file re-saved by another tool) ends a record too."""
-    i, quotes = 0, 0
-    while (j := text.find("\n", i)) >= 0:
-        quotes += text.count('"', i, j)
-        i = j + 1
-        if quotes % 2 == 0:
-            yield i
-            quotes = 0
-
-
-def _parse(path: Path) -> tuple[list[str] | None, list[list[str]], int, bool]:
-    """Header, complete data records, byte length of the complete part, and whether a partial
-    (unterminated) tail follows it. Raises ResultFileError on a complete but malformed record."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        text = data[:e.start].decode("utf-8")  # a crash can cut a multi-byte character
-    ends = list(_record_ends(text))
-    complete = text[:ends[-1]] if ends else ""
-    records = list(csv.reader(io.StringIO(complete, newline="")))
-    if not records:
-        return None, [], 0, bool(data)
-    header = records[0]
-    for i, fields in enumerate(records[1:], start=1):
-        if len(fields) != len(header):
-            raise ResultFileError(f"{path}: row {i} has {len(fields)} fields, expected {len(header)}")
-    good_end = len(complete.encode("utf-8"))
-    return header, records[1:], good_end, good_end < len(data)
+def _complete_length(path: Path) -> tuple[int, int]:
+    """(bytes up to the end of the last complete record, file size), streaming. A record ends at
+    a line end outside quotes (we write CRLF; a bare LF from another tool ends one too). '"' and
+    '\n' never occur inside a UTF-8 multi-byte character, so the bytes can be scanned as they are."""
+    complete = size = 0
+    inside_quotes = False
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            start = 0
+            while (j := chunk.find(b"\n", start)) >= 0:
+                inside_quotes ^= chunk.count(b'"', start, j) % 2 == 1
+                start = j + 1
+                if not inside_quotes:
+                    complete = size + start
+            inside_quotes ^= chunk.count(b'"', start) % 2 == 1
+            size += len(chunk)
+    return complete, size
 
 
 class ResultWriter:
@@ -122,13 +107,17 @@ class ResultWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.columns = list(columns)
         if self.path.exists() and self.path.stat().st_size:
-            header, _, good_end, partial = _parse(self.path)
-            if header is None:
+            complete, size = _complete_length(self.path)
+            if complete == 0:
                 raise ResultFileError(f"{self.path}: no readable header; move it away to start over")
-            if partial:
+            if complete < size:
                 print(f"warning: {self.path}: dropped a partial last row left by an interrupted run",
                       file=sys.stderr)
-                os.truncate(self.path, good_end)
+                os.truncate(self.path, complete)
+            records = _records(self.path)
+            _, header = next(records)
+            for _ in records:  # every row well-formed before we append to the file
+                pass
             # Keep the file's own column order; new columns would make it unreadable.
             missing = [c for c in self.columns if c not in header]
             if missing:
@@ -158,7 +147,15 @@ def iter_results(path: str | os.PathLike, raw: bool = False, required=()):
     malformed raises ResultFileError naming the file and row, and so does a header lacking any
     of the `required` columns (a renamed column would otherwise surface as a KeyError later).
     """
-    path = Path(path)
+    records = _records(Path(path), required)
+    _, header = next(records)
+    for i, fields in records:
+        yield i, _decode_row(path, header, fields, i, raw)
+
+
+def _records(path: Path, required=()):
+    """The one CSV reader of result and pair files: (0, header), then (row number, fields) of each
+    complete row, field count checked; see iter_results for what it skips and what it raises."""
     if not path.exists():
         raise ResultFileError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -175,6 +172,7 @@ def iter_results(path: str | os.PathLike, raw: bool = False, required=()):
         missing = [c for c in required if c not in header]
         if missing:
             raise MissingColumnsError(path, missing)
+        yield 0, header
         held, i = None, 0  # one record of lookahead: only the last one may be partial
         while True:
             try:
@@ -190,14 +188,20 @@ def iter_results(path: str | os.PathLike, raw: bool = False, required=()):
                     break
                 raise ResultFileError(f"{path}: row {i + 1}: malformed CSV ({e})") from None
             if held is not None:
-                yield i, _decode_row(path, header, held, i, raw)
+                yield i, _checked(path, header, held, i)
             i += 1
             held = fields
         if held is not None:
             if partial_tail:  # we end every record with a line end: this one was cut
                 _warn_partial(path, i)
             else:
-                yield i, _decode_row(path, header, held, i, raw)
+                yield i, _checked(path, header, held, i)
+
+
+def _checked(path, header, fields, i) -> list[str]:
+    if len(fields) != len(header):
+        raise ResultFileError(f"{path}: row {i} has {len(fields)} fields, expected {len(header)}")
+    return fields
 
 
 def _warn_partial(path, i):
@@ -205,8 +209,6 @@ def _warn_partial(path, i):
 
 
 def _decode_row(path, header, fields, i, raw) -> dict:
-    if len(fields) != len(header):
-        raise ResultFileError(f"{path}: row {i} has {len(fields)} fields, expected {len(header)}")
     if raw:
         return dict(zip(header, fields))
     row = {}

@@ -50,6 +50,24 @@ def test_partial_last_row_is_dropped_and_writing_resumes(tmp_path):
     assert done_indices(tmp_path, "d") == {0, 2, 5}
 
 
+def test_a_cut_row_longer_than_a_read_chunk_is_dropped(tmp_path):
+    # The partial-row scan reads 1 MiB at a time: quotes and line ends of one cell span chunks.
+    path = tmp_path / "d.None_split_0.0.0.csv"
+    w = ResultWriter(path, COLUMNS)
+    w.append(_row(0))
+    full = path.read_bytes()
+    w.append({**_row(1), "input": 'a "quoted"\nline, ' * 150_000})
+    second = path.read_bytes()[len(full):]
+    assert len(second) > 2 << 20
+    for cut in (1 << 20, (1 << 20) + 1, len(second) // 2, len(second) - 3, len(second) - 1):
+        path.write_bytes(full + second[:cut])
+        ResultWriter(path, COLUMNS).append(_row(2))
+        assert [r["index"] for r in read_results(path)] == [0, 2]
+    path.write_bytes(full + second)
+    ResultWriter(path, COLUMNS).append(_row(2))
+    assert [r["index"] for r in read_results(path)] == [0, 1, 2]
+
+
 def test_malformed_rows_name_file_and_row(tmp_path):
     path = tmp_path / "d.None_split_0.0.0.csv"
     ResultWriter(path, COLUMNS).append(_row(0))
@@ -57,6 +75,8 @@ def test_malformed_rows_name_file_and_row(tmp_path):
     path.write_bytes((text + '"1","x"\r\n').encode())
     with pytest.raises(ResultFileError, match=r"d.None_split_0.0.0.csv: row 2 has 2 fields"):
         read_results(path)
+    with pytest.raises(ResultFileError, match=r"d.None_split_0.0.0.csv: row 2 has 2 fields"):
+        ResultWriter(path, COLUMNS)  # never appends to a file it cannot read back
     path.write_bytes(text.replace('"{""end_reason', '"{""end_reason""::').encode())
     with pytest.raises(ResultFileError, match="row 1: column 'log_infos' is not valid JSON"):
         read_results(path)
