@@ -142,6 +142,8 @@ async def step(llm: LLMClient, pool, task: Task, state: EpisodeState,
         if parsed.extra_actions:
             observation += "\n" + prompts.MULTIPLE_ACTIONS_REMINDER
         entry.update(timed_out=result.timed_out, crashed=result.crashed)
+        if result.sandbox_error:
+            entry["sandbox_error"] = True
         if result.status:
             success = bool(result.status.get("success"))
             done = success or bool(result.status.get("done"))

@@ -23,12 +23,14 @@ class PairStats:
         self.step_sel = {}
         self.visits = {}         # floor(log2(min visits)) -> pairs
         self.tasks = self.pairs = self.selected = self.dropped_identical = self.dropped_truncated = 0
+        self.dropped_sandbox_error = 0
         self.empty = 0
 
     def add_task(self, pairs, dropped):
         self.tasks += 1
         self.dropped_identical += dropped["identical"]
         self.dropped_truncated += dropped["truncated"]
+        self.dropped_sandbox_error += dropped["sandbox_error"]
         n = len(pairs)
         ns = sum(1 for p in pairs if p["selected"])
         self.per_task[n] = self.per_task.get(n, 0) + 1
@@ -73,7 +75,8 @@ class PairStats:
         bars(ax[1, 0], self.step, self.step_sel, "contrast step (depth of the contrasted action)")
         bars(ax[1, 1], self.visits, None, "floor(log2(min visits of the two siblings))")
         fig.suptitle(f"{self.tasks} tasks, {self.pairs} pairs, {self.selected} selected, "
-                     f"dropped: {self.dropped_identical} identical-action, {self.dropped_truncated} cut at max_tokens")
+                     f"dropped: {self.dropped_identical} identical-action, {self.dropped_truncated} cut at max_tokens"
+                     + (f", {self.dropped_sandbox_error} over a sandbox failure" if self.dropped_sandbox_error else ""))
         fig.tight_layout()
         save_figure(fig, path, dpi=80)
 

@@ -106,9 +106,11 @@ def node_action(history, key, depth) -> tuple[str, list]:
 
 def tree_pairs(row, prompt, thre_value=THRE_VALUE, thre_max=THRE_MAX, max_length=MAX_LENGTH,
                keep_truncated=False):
-    """(pair rows, stats, pairs dropped {"identical": n, "truncated": m}) of one result row.
+    """(pair rows, stats, pairs dropped {"identical": n, "truncated": m, "sandbox_error": k}) of
+    one result row.
 
-    A pair is dropped when its two actions are the same text, or (unless keep_truncated) when a
+    A pair is dropped when its two actions are the same text, when a rollout through either side
+    met a sandbox failure (its outcome says nothing about the actions), or (unless keep_truncated) when a
     reply cut off at max_tokens (finish_reason "length") would be trained on as something the
     model wrote: as the chosen side (DPO would teach replies that stop mid-word), or as a rejected
     action the agent closed with an `End Action` the model never wrote. A cut-off reply with no
@@ -119,14 +121,20 @@ def tree_pairs(row, prompt, thre_value=THRE_VALUE, thre_max=THRE_MAX, max_length
     """
     runs, nsteps = parse_tree(row)
     if not runs:
-        return [], {}, {"identical": 0, "truncated": 0}
+        return [], {}, {"identical": 0, "truncated": 0, "sandbox_error": 0}
     history = row.get("history")
     if not isinstance(history, dict):
         raise ValueError("history is not a map of run index -> messages")
     stats = tree_stats(runs, nsteps)
-    rep = {node: run_key(through[0]) for node, through in runs_through(runs).items()}
-    out, dropped = [], {"identical": 0, "truncated": 0}
+    through = runs_through(runs)
+    rep = {node: run_key(node_runs[0]) for node, node_runs in through.items()}
+    out, dropped = [], {"identical": 0, "truncated": 0, "sandbox_error": 0}
     run_logs = (row.get("log_infos") or {}).get("runs") if isinstance(row.get("log_infos"), dict) else None
+    broken = {key for key, log in (run_logs or {}).items()
+              if any(step.get("sandbox_error") for step in log.get("steps") or [])}
+
+    def sandbox_failed(node) -> bool:
+        return bool(broken) and any(run_key(run) in broken for run in through[node])
 
     def truncated(node, chosen: bool) -> bool:
         steps = (run_logs or {}).get(rep[node], {}).get("steps") or []
@@ -152,6 +160,9 @@ def tree_pairs(row, prompt, thre_value=THRE_VALUE, thre_max=THRE_MAX, max_length
         b_text, _ = node_action(history, rep[rejected], d)
         if a_text.strip() == b_text.strip():
             dropped["identical"] += 1
+            continue
+        if sandbox_failed(chosen) or sandbox_failed(rejected):
+            dropped["sandbox_error"] += 1
             continue
         if not keep_truncated and (truncated(chosen, True) or truncated(rejected, False)):
             dropped["truncated"] += 1
@@ -251,11 +262,12 @@ def process_result(result_files, out_dir, dataset, prompt_for, out_name=None, th
               f"{thre_max}); merge_all_pairs will have nothing from this dataset", file=sys.stderr)
     summary = dict(tasks=st.tasks, pairs=st.pairs, selected=st.selected,
                    dropped_identical=st.dropped_identical, dropped_truncated=st.dropped_truncated,
+                   dropped_sandbox_error=st.dropped_sandbox_error,
                    empty_trees=st.empty,
                    skipped_rows=skipped, output=str(out_path), histogram=str(hist), trees=drawn)
     log(f"[process_result] {dataset}: {st.tasks} tasks, {st.pairs} pairs ({st.selected} selected, "
         f"{st.dropped_identical} identical-action pairs dropped, {st.dropped_truncated} dropped as cut off at "
-        f"max_tokens, {st.empty} empty trees) -> {out_path}")
+        f"max_tokens, {st.dropped_sandbox_error} over a sandbox failure, {st.empty} empty trees) -> {out_path}")
     return summary
 
 

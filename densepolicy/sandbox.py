@@ -74,6 +74,9 @@ class ExecResult:
     timed_out: bool
     crashed: bool          # process died / killed
     status: dict | None    # env.status() after the step when the episode has a setup env, else None
+    # The sandbox, not the code, failed (a state it could not rebuild, a set-up that hung): the
+    # outcome says nothing about the action, so pairs over it are dropped (densepolicy/pairs.py).
+    sandbox_error: bool = False
 
 
 class Snapshot:
@@ -586,7 +589,8 @@ class SandboxPool:
             except _Dead:
                 continue
             except RuntimeError as exc:
-                return unchanged, ExecResult(f"SandboxError: {exc}", False, True, snapshot.status)
+                return unchanged, ExecResult(f"SandboxError: {exc}", False, True, snapshot.status,
+                                             sandbox_error=True)
             if proc is None and reply and reply.get("eagain") and not note and base.episode:
                 # Strays of earlier actions (e.g. detached sleepers) fill the process limit:
                 # stop them once, keeping the episode's states, and try again.
@@ -597,7 +601,7 @@ class SandboxPool:
             break
         else:
             return unchanged, ExecResult("SandboxError: the state's process keeps dying", False, True,
-                                    snapshot.status)
+                                         snapshot.status, sandbox_error=True)
         if proc is None:
             out = note + self._failure(reply, timed_out, self.timeout)
             return unchanged, ExecResult(out, timed_out, not timed_out, snapshot.status)

@@ -33,3 +33,12 @@ def hang_once(marker=None):
             open(marker, "w").close()
         time.sleep(3600)
     return CounterEnv()
+
+
+def hang_while(flag):
+    """Every setup hangs while the file `flag` exists, and is instant otherwise."""
+    import os
+    import time
+    while os.path.exists(flag):
+        time.sleep(0.1)
+    return CounterEnv()

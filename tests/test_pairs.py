@@ -381,6 +381,24 @@ def test_pairs_with_a_reply_cut_at_max_tokens_are_dropped_unless_kept(tmp_path, 
     assert len(list(iter_results(out))) == 5
 
 
+def test_pairs_over_a_sandbox_failure_are_dropped(tmp_path):
+    row = tree_row(7, RUNS)
+    # Run (1,1,0) could not be replayed: its last step's outcome is the sandbox's, not the action's.
+    # Every node it passes through, (1,) and (1,1), loses its pairs; (1,1)'s one pair was already
+    # dropped as identical, so (2,) vs (1,) and (0,) vs (1,) go.
+    row["log_infos"]["runs"] = {"1,1,0": {"steps": [{"crashed": False}, {"crashed": False},
+                                                    {"crashed": True, "sandbox_error": True}]}}
+    d = tmp_path / "eval_results" / "codeact_agent_tree.M" / "temperature_512_10_3"
+    d.mkdir(parents=True)
+    write_results(d / "gsm8k.None_split_0.0.None.csv", [row], TREE_COLUMNS)
+    r = process(d)
+    assert r.returncode == 0, r.stderr
+    assert "2 over a sandbox failure" in r.stdout
+    out = d / "gsm8k" / "gsm8k.None_split_0.0.None.pairs.csv"
+    kept = {(tuple(p["positive_run_index"]), tuple(p["negative_run_index"])) for _, p in iter_results(out)}
+    assert kept == {((2,), (0,)), ((0, 1), (0, 0)), ((0, 0, 1), (0, 0, 0))}
+
+
 def test_pair_prompt_with_the_examples_the_rollouts_saw(run_dir):
     path = run_dir / "gsm8k.None_split_0.0.None.csv"
     rows = read_results(path)

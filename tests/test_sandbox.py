@@ -424,13 +424,28 @@ def test_a_setup_that_hangs_is_retried_in_a_fresh_episode(monkeypatch, capfd):
             with pytest.raises(RuntimeError, match="setup 'tests.sandbox_env_fixture:hang_once' failed: timed out"):
                 await pool.new_episode("tests.sandbox_env_fixture:hang_once")
             assert pool.stats["setup_timeouts"] == 3 and pool.stats["episodes"] == 4
+            # A state whose rebuild needs a set-up that hangs: the step fails as the sandbox's
+            # error, flagged so, not as the outcome of the code.
+            flag = os.path.join(shared, "hang")
+            root, _ = await pool.new_episode("tests.sandbox_env_fixture:hang_while", {"flag": flag})
+            step, r = await pool.run(root, "increment()")
+            assert not r.sandbox_error
+            pool.release(step)
+            pool.release(root)
+            open(flag, "w").close()
+            _, r = await pool.run(step, "get_count()")
+            assert r.sandbox_error and r.crashed and r.output.startswith("SandboxError: "), r
+            assert pool.stats["setup_timeouts"] == 5
+            os.unlink(flag)
+            _, r = await pool.run(step, "get_count()")  # the same state, rebuilt once it can be
+            assert not r.sandbox_error and r.output.strip() == "1", r
     try:
         arun(main())
     finally:
         shutil.rmtree(shared, ignore_errors=True)
     err = capfd.readouterr().err
     assert "gave no reply within 3 s (pid " in err and "state S, waiting in " in err
-    assert err.count("trying a fresh episode") == 2 and err.count("giving up") == 1
+    assert err.count("trying a fresh episode") == 3 and err.count("giving up") == 2
 
 
 def test_episode_files_quota_and_cleanup():
