@@ -126,15 +126,13 @@ def tree_pairs(row, prompt, thre_value=THRE_VALUE, thre_max=THRE_MAX, max_length
     if not isinstance(history, dict):
         raise ValueError("history is not a map of run index -> messages")
     stats = tree_stats(runs, nsteps)
-    through = runs_through(runs)
-    rep = {node: run_key(node_runs[0]) for node, node_runs in through.items()}
+    rep = {node: run_key(through[0]) for node, through in runs_through(runs).items()}
     out, dropped = [], {"identical": 0, "truncated": 0, "sandbox_error": 0}
     run_logs = (row.get("log_infos") or {}).get("runs") if isinstance(row.get("log_infos"), dict) else None
-    broken = {key for key, log in (run_logs or {}).items()
-              if any(step.get("sandbox_error") for step in log.get("steps") or [])}
-
-    def sandbox_failed(node) -> bool:
-        return bool(broken) and any(run_key(run) in broken for run in through[node])
+    broken_runs = {key for key, log in (run_logs or {}).items()
+                   if any(step.get("sandbox_error") for step in log.get("steps") or [])}
+    # Every node a run with a sandbox failure passes through: its value carries that outcome.
+    broken = {run[:d] for run in runs if run_key(run) in broken_runs for d in range(1, len(run) + 1)}
 
     def truncated(node, chosen: bool) -> bool:
         steps = (run_logs or {}).get(rep[node], {}).get("steps") or []
@@ -161,7 +159,7 @@ def tree_pairs(row, prompt, thre_value=THRE_VALUE, thre_max=THRE_MAX, max_length
         if a_text.strip() == b_text.strip():
             dropped["identical"] += 1
             continue
-        if sandbox_failed(chosen) or sandbox_failed(rejected):
+        if chosen in broken or rejected in broken:
             dropped["sandbox_error"] += 1
             continue
         if not keep_truncated and (truncated(chosen, True) or truncated(rejected, False)):
